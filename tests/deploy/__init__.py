@@ -1,0 +1,1 @@
+"""Tests of the deployment artefacts: Prometheus alert rules and the Alertmanager configuration."""

@@ -1,0 +1,167 @@
+"""The model-monitoring alert rules: promtool validates them, their unit tests pass, and both can fail."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+RULES = REPO / "rules" / "prometheus" / "model-monitoring.yml"
+RULE_TESTS = REPO / "rules" / "prometheus" / "model-monitoring.test.yml"
+RUNBOOKS = "https://github.com/alert-router/alert-router/blob/main/docs/runbooks.md#"
+
+# alert name -> severity the runbooks and routes expect
+REQUIRED_ALERTS = {
+    "ModelServiceDown": "critical",
+    "HighModelLatency": "warning",
+    "HighErrorRate": "critical",
+    "ModelDataDrift": "warning",
+    "StaleInputData": "warning",
+}
+# Alerts a remediation runbook acts on through the Deployment: they must carry namespace and deployment.
+SERVICE_ALERTS = {"ModelServiceDown", "HighModelLatency", "HighErrorRate"}
+
+
+def promtool() -> str:
+    """Return the promtool binary, or fail the test with the way to install it."""
+    path = shutil.which("promtool") or ("/usr/bin/promtool" if Path("/usr/bin/promtool").exists() else None)
+    if path is None:
+        pytest.fail("promtool not found: run scripts/install-system-deps.sh (Debian package `prometheus`)")
+    return path
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """Run a command with a bound on its time and return its result with stdout and stderr as text."""
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def output(result: subprocess.CompletedProcess[str]) -> str:
+    """Format a finished command for an assertion message."""
+    return f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    """Every alerting rule of the rules file, across groups."""
+    doc = yaml.safe_load(RULES.read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"] if "alert" in rule]
+
+
+def copy_rules(tmp_path: Path, rules_text: str | None = None) -> Path:
+    """Copy rules and unit tests into tmp_path (optionally with other rule text); return the test file."""
+    (tmp_path / RULES.name).write_text(RULES.read_text() if rules_text is None else rules_text)
+    shutil.copy(RULE_TESTS, tmp_path / RULE_TESTS.name)
+    return tmp_path / RULE_TESTS.name
+
+
+def test_promtool_check_rules_accepts_the_rules() -> None:
+    """`promtool check rules` accepts the file and counts all six rules."""
+    result = run(promtool(), "check", "rules", RULES)
+    assert result.returncode == 0, output(result)
+    assert "SUCCESS: 6 rules found" in result.stdout, output(result)
+
+
+def test_promtool_unit_tests_pass() -> None:
+    """Every firing and non-firing case in model-monitoring.test.yml holds."""
+    result = run(promtool(), "test", "rules", RULE_TESTS)
+    assert result.returncode == 0, output(result)
+    assert "SUCCESS" in result.stdout, output(result)
+
+
+def test_promtool_check_rules_fails_on_a_syntax_error(tmp_path: Path) -> None:
+    """A broken PromQL expression in a copy of the rules is rejected, so the check above can fail."""
+    text = RULES.read_text()
+    broken = text.replace("(model_drift_share) > 0.3", "(model_drift_share) > > 0.3")
+    assert broken != text
+    (tmp_path / RULES.name).write_text(broken)
+    result = run(promtool(), "check", "rules", tmp_path / RULES.name)
+    assert result.returncode != 0, output(result)
+    assert "parse error" in (result.stdout + result.stderr).lower(), output(result)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        pytest.param("(model_drift_share) > 0.3", "(model_drift_share) >= 0.3", id="drift-0.3-must-not-fire"),
+        pytest.param("(model_drift_share) > 0.3", "(model_drift_share) > 0.4", id="drift-0.35-must-fire"),
+        pytest.param(") > 0.05", ") > 0.03", id="errors-4pct-must-not-fire"),
+        pytest.param(") > 0.05", ") > 0.07", id="errors-6pct-must-fire"),
+        pytest.param(") > 0.5\n", ") > 0.4\n", id="latency-0.45s-must-not-fire"),
+        pytest.param(") > 0.5\n", ") > 0.7\n", id="latency-0.6s-must-fire"),
+        pytest.param(") < 1\n", ") < 1.2\n", id="traffic-1.1rps-must-not-fire"),
+        pytest.param(") < 1\n", ") < 0.5\n", id="traffic-0.9rps-must-fire"),
+        pytest.param("* 0 + 3600", "* 0 + 7200", id="default-freshness-budget"),
+        pytest.param("and on (namespace, job)", "or on (namespace, job)", id="absent-needs-counters"),
+        pytest.param('printf "%.2f" $value }}\'', "$value }}x'", id="drift-share-label"),
+        pytest.param("deployment: model-api\n", "deployment: model\n", id="absent-static-labels"),
+    ],
+)
+def test_unit_tests_catch_a_moved_threshold(tmp_path: Path, old: str, new: str) -> None:
+    """Changing a threshold or label in a copy of the rules makes `promtool test rules` fail."""
+    text = RULES.read_text()
+    assert old in text, f"mutation target {old!r} not in the rules"
+    tests = copy_rules(tmp_path, text.replace(old, new))
+    assert run(promtool(), "check", "rules", tmp_path / RULES.name).returncode == 0, "mutant must stay valid"
+    result = run(promtool(), "test", "rules", tests)
+    assert result.returncode != 0, output(result)
+    assert "FAILED" in result.stdout + result.stderr, output(result)
+
+
+def test_rules_define_every_alert_with_labels_and_annotations() -> None:
+    """Each required alert exists with severity, team, summary, description and its runbook anchor."""
+    rules = alert_rules()
+    names = [rule["alert"] for rule in rules]
+    assert set(names) == set(REQUIRED_ALERTS), names
+    assert names.count("ModelServiceDown") == 2, "a rate rule and an absent-metrics rule"
+    for rule in rules:
+        name = rule["alert"]
+        labels, annotations = rule.get("labels", {}), rule.get("annotations", {})
+        assert labels.get("severity") == REQUIRED_ALERTS[name], name
+        assert labels.get("team") == "mlops", name
+        for key in ("summary", "description", "runbook_url"):
+            assert str(annotations.get(key, "")).strip(), f"{name}: annotation {key} missing"
+        assert annotations["runbook_url"] == RUNBOOKS + name.lower(), name
+        assert rule.get("for"), f"{name}: no `for`, it would fire on a single evaluation"
+
+
+def test_service_alerts_keep_namespace_and_deployment() -> None:
+    """Service alerts keep `namespace` and get `deployment`, from label_replace or static labels."""
+    for rule in alert_rules():
+        if rule["alert"] not in SERVICE_ALERTS:
+            continue
+        labels, expr = rule.get("labels", {}), rule["expr"]
+        if expr.lstrip().startswith("absent("):
+            assert labels.get("namespace") == "prod", rule
+            assert labels.get("deployment") == "model-api", rule
+            assert labels.get("job") == "model-api", rule
+        else:
+            assert "label_replace(" in expr, rule
+            assert '"deployment", "$1", "job", "(.+)"' in expr, rule
+            assert "namespace, job" in expr, rule
+
+
+def test_drift_alert_exposes_drift_share_label() -> None:
+    """ModelDataDrift carries drift_share as a label, the shape the retrain runbook reads."""
+    (drift,) = [rule for rule in alert_rules() if rule["alert"] == "ModelDataDrift"]
+    assert "$value" in drift["labels"]["drift_share"]
+    assert "> 0.3" in drift["expr"]
+
+
+def test_unit_test_file_has_firing_and_quiet_cases_for_every_alert() -> None:
+    """The promtool test file asserts, for every alert, at least one firing and one empty result."""
+    doc = yaml.safe_load(RULE_TESTS.read_text())
+    firing: set[str] = set()
+    quiet: set[str] = set()
+    for group in doc["tests"]:
+        for case in group.get("alert_rule_test", []):
+            expected = case.get("exp_alerts") or []
+            (firing if expected else quiet).add(case["alertname"])
+            for alert in expected:
+                assert alert.get("exp_labels"), case
+                assert alert.get("exp_annotations"), case
+    assert firing == set(REQUIRED_ALERTS), firing
+    assert quiet == set(REQUIRED_ALERTS), quiet
