@@ -1,0 +1,5 @@
+"""Allow ``python -m alert_router``."""
+
+from alert_router.cli import main
+
+raise SystemExit(main())

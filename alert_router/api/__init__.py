@@ -1,0 +1,1 @@
+"""HTTP endpoints: the webhook, health, readiness and metrics."""

@@ -1,0 +1,45 @@
+"""``/healthz`` (the process is alive), ``/readyz`` (store reachable, config loaded) and ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from alert_router.appkeys import RUNTIME
+from alert_router.errors import StoreUnavailable
+
+
+async def healthz(request: web.Request) -> web.Response:
+    """Answer 200 while the event loop runs."""
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Answer 200 when the store answers within 2 s and the workers are running, else 503."""
+    rt = request.app[RUNTIME]
+    if not rt.ready:
+        return web.json_response({"status": "starting"}, status=503)
+    try:
+        async with asyncio.timeout(2):
+            await rt.store.ping()
+    except (StoreUnavailable, TimeoutError) as exc:
+        return web.json_response({"status": "store unavailable", "error": str(exc) or "timeout"}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text exposition, with queue depths read fresh from the store."""
+    rt = request.app[RUNTIME]
+    try:
+        async with asyncio.timeout(2):
+            depth = await rt.store.depth(time.time())
+        rt.metrics.queue_depth.labels("inbox").set(depth.inbox)
+        for kind in ("notify", "runbook", *depth.outbox):
+            rt.metrics.queue_depth.labels(kind).set(depth.outbox.get(kind, 0))
+    except (StoreUnavailable, TimeoutError):
+        pass
+    body = generate_latest(rt.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})

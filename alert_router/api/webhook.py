@@ -1,0 +1,107 @@
+"""``POST /webhook``: authenticate, validate, store durably, then answer.
+
+Alertmanager retries 5xx and drops 4xx, so: 401 for bad credentials, 400 for a body that can never
+succeed (with a JSON error naming the field), 413 for an oversized body, 503 when the store cannot
+take it (Alertmanager will retry), and 200 only once the body is committed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import time
+
+import structlog
+from aiohttp import web
+
+from alert_router.appkeys import RUNTIME
+from alert_router.config import AuthConfig
+from alert_router.errors import PayloadError, StoreUnavailable
+from alert_router.models import parse_payload
+
+log = structlog.get_logger("alert_router.webhook")
+
+
+def authorized(auth: AuthConfig, header: str | None) -> bool:
+    """Check an ``Authorization`` header against the configured bearer token or basic credentials."""
+    if not auth.enabled:
+        return True
+    if not header:
+        return False
+    scheme, _, value = header.partition(" ")
+    value = value.strip()
+    token = auth.bearer_token.get_secret_value() if auth.bearer_token else ""
+    if scheme.lower() == "bearer" and token:
+        return hmac.compare_digest(value.encode(), token.encode())
+    if scheme.lower() == "basic" and auth.basic is not None:
+        try:
+            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        user_ok = hmac.compare_digest(user.encode(), auth.basic.username.encode())
+        pass_ok = hmac.compare_digest(password.encode(), auth.basic.password.get_secret_value().encode())
+        return user_ok and pass_ok
+    return False
+
+
+def _error(status: int, message: str, field: str | None = None) -> web.Response:
+    body: dict[str, str] = {"error": message}
+    if field:
+        body["field"] = field
+    return web.json_response(body, status=status)
+
+
+async def webhook(request: web.Request) -> web.Response:
+    """Accept one Alertmanager notification."""
+    rt = request.app[RUNTIME]
+    settings = rt.config.settings
+    started = time.perf_counter()
+    if not authorized(settings.auth, request.headers.get("Authorization")):
+        rt.metrics.webhooks.labels("unauthorized").inc()
+        log.warning(
+            "webhook refused: missing or wrong credentials",
+            remote=request.remote,
+            user_agent=request.headers.get("User-Agent"),
+        )
+        resp = _error(401, "missing or invalid credentials")
+        resp.headers["WWW-Authenticate"] = 'Bearer realm="alert-router"'
+        return resp
+    limit = settings.webhook.max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        rt.metrics.webhooks.labels("too_large").inc()
+        log.error("webhook refused: body too large", size=request.content_length, limit=limit)
+        return _error(413, f"body of {request.content_length} bytes exceeds the limit of {limit} bytes")
+    try:
+        body = await request.content.read(limit + 1)
+    except ValueError:
+        body = b""
+    if len(body) > limit:
+        rt.metrics.webhooks.labels("too_large").inc()
+        log.error("webhook refused: body too large", limit=limit)
+        return _error(413, f"body exceeds the limit of {limit} bytes")
+    try:
+        payload = parse_payload(body)
+    except PayloadError as exc:
+        rt.metrics.webhooks.labels("invalid").inc()
+        # Alertmanager drops 4xx answers: this notification is lost, so say it loudly.
+        log.error(
+            "webhook rejected: invalid body; Alertmanager will not retry it",
+            error=str(exc),
+            field=exc.field,
+            user_agent=request.headers.get("User-Agent"),
+            size=len(body),
+        )
+        return _error(400, str(exc), exc.field)
+    try:
+        inbox_id = await rt.store.enqueue(body, payload.group_key, time.time())
+    except StoreUnavailable as exc:
+        rt.metrics.webhooks.labels("store_unavailable").inc()
+        log.error("webhook not stored: store unavailable; answering 503 so Alertmanager retries", error=str(exc))
+        resp = _error(503, "store unavailable, retry later")
+        resp.headers["Retry-After"] = "5"
+        return resp
+    rt.wake_ingest.set()
+    rt.metrics.webhooks.labels("accepted").inc()
+    rt.metrics.accept_seconds.observe(time.perf_counter() - started)
+    return web.json_response({"status": "accepted", "id": inbox_id, "alerts": len(payload.alerts)})

@@ -1,0 +1,14 @@
+"""Receiver types, wired explicitly: one line per type in :data:`REGISTRY`, no discovery by name."""
+
+from __future__ import annotations
+
+from alert_router.channels import console, file
+from alert_router.channels.base import Channel, ChannelContext, ChannelError, ChannelType, MessageRef, RateLimit
+
+REGISTRY: dict[str, ChannelType] = {
+    console.TYPE.key: console.TYPE,
+    file.TYPE.key: file.TYPE,
+}
+"""Every receiver type by its YAML key."""
+
+__all__ = ["REGISTRY", "Channel", "ChannelContext", "ChannelError", "ChannelType", "MessageRef", "RateLimit"]

@@ -1,0 +1,55 @@
+"""Prometheus metrics, one registry per application (so tests can build several apps in one process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    """Every metric alert-router exports, on its own registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.webhooks = Counter("alert_router_webhooks_total", "Webhook requests by outcome.", ["outcome"], registry=r)
+        self.alerts_received = Counter(
+            "alert_router_alerts_received_total", "Alerts received in accepted webhooks.", registry=r
+        )
+        self.alerts_deduplicated = Counter(
+            "alert_router_alerts_deduplicated_total",
+            "Alerts whose state was already known (repeats, retries, HA duplicates).",
+            registry=r,
+        )
+        self.alerts_changed = Counter(
+            "alert_router_alerts_changed_total", "Alerts whose state changed, by new status.", ["status"], registry=r
+        )
+        self.alerts_unrouted = Counter(
+            "alert_router_alerts_unrouted_total",
+            "Changed alerts that matched no rule and no default route.",
+            registry=r,
+        )
+        self.notifications = Counter(
+            "alert_router_notifications_total",
+            "Notification delivery outcomes by receiver.",
+            ["receiver", "outcome"],
+            registry=r,
+        )
+        self.delivery_failures = Counter(
+            "alert_router_delivery_failures_total",
+            "Failed delivery attempts by receiver and reason.",
+            ["receiver", "reason"],
+            registry=r,
+        )
+        self.queue_depth = Gauge("alert_router_queue_depth", "Pending work items by queue.", ["queue"], registry=r)
+        self.accept_seconds = Histogram(
+            "alert_router_webhook_accept_seconds",
+            "Time to validate and durably store a webhook.",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=r,
+        )
+        self.processing_seconds = Histogram(
+            "alert_router_processing_seconds",
+            "Time from webhook receipt to confirmed delivery.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+            registry=r,
+        )

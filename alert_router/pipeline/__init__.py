@@ -1,0 +1,1 @@
+"""The stages an alert passes through: dedup, route, enrich, throttle and deliver."""

@@ -1,0 +1,215 @@
+"""The delivery stage: the only place that retries.
+
+A claimed ``notify`` item is handed to its receiver's channel. Failures come back as
+:class:`~alert_router.channels.base.ChannelError`. Retryable ones are retried here with exponential
+backoff and jitter (honouring the platform's ``Retry-After``) for ``delivery.retry_for`` seconds, then
+the item is put back in the store with a later ``not_before``, until ``delivery.give_up_after``.
+Permanent failures (and retryable ones that outlived their budget) go to the receiver's ``fallback``
+if it has one, are counted and logged as errors: never silent. "Sent" is recorded only after the
+channel confirmed the send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay
+
+from alert_router.channels.base import Channel, ChannelError, MessageRef
+from alert_router.config import Config
+from alert_router.errors import FailureReason, StoreUnavailable
+from alert_router.metrics import Metrics
+from alert_router.models import Notification
+from alert_router.store.base import NewOutboxItem, OutboxItem, Store
+
+log = structlog.get_logger("alert_router.deliver")
+
+
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, ChannelError) and exc.retryable
+
+
+def backoff_wait(initial: float = 0.5, maximum: float = 30.0) -> Any:
+    """A tenacity wait: exponential with full jitter, but never shorter than the platform's ``retry_after``."""
+
+    def wait(state: RetryCallState) -> float:
+        exp = min(maximum, initial * (2 ** (state.attempt_number - 1)))
+        delay = random.uniform(exp / 2, exp)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, ChannelError) and exc.retry_after:
+            delay = max(delay, exc.retry_after)
+        return delay
+
+    return wait
+
+
+class Deliverer:
+    """Claims ``notify`` items and delivers them through their channels."""
+
+    def __init__(
+        self, store: Store, config: Config, channels: Mapping[str, Channel], metrics: Metrics, owner: str
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.channels = channels
+        self.metrics = metrics
+        self.owner = owner
+        self.wake = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    async def attempt(
+        self, channel: Channel, notification: Notification, previous: MessageRef | None
+    ) -> MessageRef | None:
+        """One send with the per-attempt timeout; a timeout becomes a retryable :class:`ChannelError`."""
+        try:
+            async with asyncio.timeout(self.config.settings.delivery.attempt_timeout):
+                return await channel.send(notification, previous)
+        except TimeoutError:
+            raise ChannelError(FailureReason.TIMEOUT, "delivery attempt timed out", retryable=True) from None
+
+    async def send_with_retries(
+        self, channel: Channel, notification: Notification, previous: MessageRef | None
+    ) -> MessageRef | None:
+        """Send, retrying retryable failures within ``delivery.retry_for``."""
+        cfg = self.config.settings.delivery
+
+        def count_failure(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, ChannelError):
+                self.metrics.delivery_failures.labels(channel.receiver, exc.reason.value).inc()
+                log.warning(
+                    "delivery attempt failed; will retry",
+                    receiver=channel.receiver,
+                    reason=exc.reason.value,
+                    error=str(exc),
+                    attempt=state.attempt_number,
+                    retry_after=exc.retry_after,
+                )
+
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_retryable),
+            stop=stop_after_delay(cfg.retry_for),
+            wait=backoff_wait(),
+            before_sleep=count_failure,
+            reraise=True,
+        ):
+            with attempt:
+                return await self.attempt(channel, notification, previous)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def deliver(self, item: OutboxItem) -> None:
+        """Deliver one claimed item and record the outcome."""
+        now = time.time
+        notification = Notification.model_validate(item.payload)
+        notification.extra["delivery_id"] = item.id
+        channel = self.channels.get(item.dest)
+        if channel is None:
+            log.error("receiver no longer configured; notification dropped", receiver=item.dest, outbox_id=item.id)
+            self.metrics.notifications.labels(item.dest, "failed").inc()
+            await self.store.finish_outbox(item, self.owner, ok=False, now=now(), error="receiver not configured")
+            return
+        previous = await self.store.message_ref(item.dest, item.group_key)
+        try:
+            ref = await self.send_with_retries(channel, notification, previous)
+        except ChannelError as exc:
+            self.metrics.delivery_failures.labels(channel.receiver, exc.reason.value).inc()
+            age = now() - item.created_at
+            if exc.retryable and age < self.config.settings.delivery.give_up_after:
+                delay = min(300.0, 5.0 * (2 ** min(item.attempts, 6))) * random.uniform(0.8, 1.2)
+                delay = max(delay, exc.retry_after or 0.0)
+                log.warning(
+                    "delivery postponed",
+                    receiver=item.dest,
+                    outbox_id=item.id,
+                    reason=exc.reason.value,
+                    error=str(exc),
+                    retry_in=round(delay, 1),
+                    attempts=item.attempts,
+                )
+                await self.store.retry_outbox(item, self.owner, now() + delay, str(exc), now())
+                return
+            await self._fail(item, notification, exc)
+            return
+        ok = await self.store.finish_outbox(item, self.owner, ok=True, now=now(), message_ref=ref)
+        if ok:
+            self.metrics.notifications.labels(item.dest, "sent").inc()
+            self.metrics.processing_seconds.observe(max(0.0, now() - notification.received_at.timestamp()))
+        else:
+            log.warning("lease lost after delivery; another worker may repeat it", outbox_id=item.id)
+
+    async def _fail(self, item: OutboxItem, notification: Notification, exc: ChannelError) -> None:
+        spec = self.config.receivers.get(item.dest)
+        follow_ups = []
+        if spec is not None and spec.fallback and not item.payload.get("extra", {}).get("fallback_from"):
+            payload = dict(item.payload)
+            payload["receiver"] = spec.fallback
+            payload["extra"] = {
+                **payload.get("extra", {}),
+                "fallback_from": item.dest,
+                "fallback_reason": f"{exc.reason.value}: {exc}",
+            }
+            follow_ups.append(NewOutboxItem("notify", spec.fallback, item.group_key, payload))
+        log.error(
+            "delivery failed permanently",
+            receiver=item.dest,
+            outbox_id=item.id,
+            reason=exc.reason.value,
+            error=str(exc),
+            fallback=spec.fallback if spec else None,
+            group_key=notification.group_key,
+        )
+        self.metrics.notifications.labels(item.dest, "failed").inc()
+        await self.store.finish_outbox(
+            item, self.owner, ok=False, now=time.time(), error=f"{exc.reason.value}: {exc}", follow_ups=follow_ups
+        )
+        if follow_ups:
+            self.wake.set()
+
+    async def _guarded(self, item: OutboxItem, sem: asyncio.Semaphore) -> None:
+        try:
+            await self.deliver(item)
+        except StoreUnavailable as exc:
+            log.warning(
+                "store unavailable during delivery; the item will be retried", outbox_id=item.id, error=str(exc)
+            )
+        except Exception:
+            log.exception("unexpected error during delivery; the item will be retried", outbox_id=item.id)
+        finally:
+            sem.release()
+            self.wake.set()
+
+    async def run(self) -> None:
+        """Loop until cancelled, keeping up to ``delivery.workers`` deliveries in flight."""
+        cfg = self.config.settings.delivery
+        poll = self.config.settings.ingest.poll_interval
+        sem = asyncio.Semaphore(cfg.workers)
+        try:
+            while True:
+                free = cfg.workers - len(self._inflight)
+                items = []
+                if free > 0:
+                    try:
+                        items = await self.store.claim_outbox("notify", self.owner, free, cfg.lease, time.time())
+                    except StoreUnavailable as exc:
+                        log.warning("store unavailable; delivery pauses", error=str(exc))
+                for item in items:
+                    await sem.acquire()
+                    task = asyncio.create_task(self._guarded(item, sem))
+                    self._inflight.add(task)
+                    task.add_done_callback(self._inflight.discard)
+                if items:
+                    continue
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=poll)
+        finally:
+            for t in list(self._inflight):
+                t.cancel()
+            if self._inflight:
+                await asyncio.gather(*self._inflight, return_exceptions=True)

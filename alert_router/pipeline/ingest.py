@@ -1,0 +1,144 @@
+"""The ingest stage: stored webhook bodies become deduplicated, routed work in the outbox.
+
+For each body: parse, observe every alert (dedup), and for the alerts whose state changed, plan one
+``notify`` item per receiver holding the whole group's alerts that route there. All of it commits in
+one transaction with the body marked done, so a crash leaves either nothing or everything.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import structlog
+
+from alert_router.config import Config
+from alert_router.errors import PayloadError, StoreUnavailable
+from alert_router.metrics import Metrics
+from alert_router.models import WebhookPayload, parse_payload
+from alert_router.pipeline.dedup import Observation
+from alert_router.pipeline.route import route_group
+from alert_router.store.base import InboxItem, NewOutboxItem, ObservedAlert, Planner, Store
+
+log = structlog.get_logger("alert_router.ingest")
+
+
+def observe(payload: WebhookPayload) -> list[ObservedAlert]:
+    """Reduce a webhook's alerts to what the dedup state records."""
+    return [
+        ObservedAlert(Observation.of(a), payload.group_key, a.labels, a.annotations, a.generator_url)
+        for a in payload.alerts
+    ]
+
+
+def planner(config: Config, payload: WebhookPayload, received_at: float, metrics: Metrics | None = None) -> Planner:
+    """Return the pure function that turns the changed fingerprints into outbox items."""
+
+    def plan(changed: frozenset[str]) -> Sequence[NewOutboxItem]:
+        if not changed:
+            return []
+        routes = route_group(payload.alerts, config.rules, config.default)
+        routed = {a.fingerprint for gr in routes for a in gr.alerts}
+        if metrics is not None:
+            metrics.alerts_unrouted.inc(len(changed - routed))
+        items: list[NewOutboxItem] = []
+        for gr in routes:
+            group_changed = [a.fingerprint for a in gr.alerts if a.fingerprint in changed]
+            if not group_changed:
+                continue
+            status = "firing" if any(a.is_firing for a in gr.alerts) else "resolved"
+            payload_json = {
+                "receiver": gr.receiver,
+                "rule": gr.rule,
+                "group_key": payload.group_key,
+                "status": status,
+                "alerts": [a.wire() for a in gr.alerts],
+                "changed": group_changed,
+                "group_labels": payload.group_labels,
+                "common_labels": payload.common_labels,
+                "common_annotations": payload.common_annotations,
+                "external_url": payload.external_url,
+                "truncated_alerts": payload.truncated_alerts,
+                "received_at": datetime.fromtimestamp(received_at, UTC).isoformat(),
+            }
+            items.append(NewOutboxItem("notify", gr.receiver, payload.group_key, payload_json))
+        return items
+
+    return plan
+
+
+class Ingestor:
+    """Claims stored bodies and commits their outcome; wakes the delivery stage when work appears."""
+
+    def __init__(
+        self, store: Store, config: Config, metrics: Metrics, owner: str, wake_delivery: asyncio.Event | None = None
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.metrics = metrics
+        self.owner = owner
+        self.wake = asyncio.Event()
+        self.wake_delivery = wake_delivery
+
+    async def process(self, item: InboxItem) -> bool:
+        """Process one claimed body; return whether it committed."""
+        now = time.time()
+        try:
+            payload = parse_payload(item.body)
+        except PayloadError as exc:
+            log.error("stored webhook body cannot be parsed; marked failed", inbox_id=item.id, error=str(exc))
+            await self.store.fail_inbox(item, self.owner, str(exc), now)
+            return False
+        observed = observe(payload)
+        result = await self.store.commit_inbox(
+            item,
+            self.owner,
+            observed,
+            planner(self.config, payload, item.received_at, self.metrics),
+            self.config.settings.dedup.ttl,
+            now,
+        )
+        if result.committed:
+            self.metrics.alerts_received.inc(len(observed))
+            self.metrics.alerts_deduplicated.inc(len(observed) - len(result.changed))
+            for a in payload.alerts:
+                if a.fingerprint in result.changed:
+                    self.metrics.alerts_changed.labels(a.status).inc()
+            if result.enqueued and self.wake_delivery is not None:
+                self.wake_delivery.set()
+            log.debug(
+                "ingested",
+                inbox_id=item.id,
+                group_key=payload.group_key,
+                alerts=len(observed),
+                changed=len(result.changed),
+                enqueued=result.enqueued,
+            )
+        return result.committed
+
+    async def run_once(self, limit: int = 64) -> int:
+        """Claim and process one batch; return how many were claimed."""
+        cfg = self.config.settings.ingest
+        items = await self.store.claim_inbox(self.owner, limit, cfg.lease, time.time())
+        for item in items:
+            await self.process(item)
+        return len(items)
+
+    async def run(self) -> None:
+        """Loop until cancelled: process while there is work, then wait for a wake-up or the poll interval."""
+        poll = self.config.settings.ingest.poll_interval
+        while True:
+            try:
+                n = await self.run_once()
+            except StoreUnavailable as exc:
+                log.warning("store unavailable; ingest pauses", error=str(exc))
+                n = 0
+                await asyncio.sleep(poll)
+            if n:
+                continue
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), timeout=poll)

@@ -1,0 +1,1 @@
+"""Remediation: declarative runbooks matched against alerts, guarded and audited."""

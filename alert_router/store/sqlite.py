@@ -1,0 +1,480 @@
+"""The embedded SQLite store: one process, one file, WAL with full fsync on every commit.
+
+All database work runs on one dedicated thread, one transaction per call, so the event loop never
+blocks and transactions never interleave. Webhook bodies arriving together are committed together
+(group commit): while one batch is being written, the next one collects, so throughput grows with
+load while every ``enqueue`` still returns only after its own row is on disk.
+
+A file lock keeps a second process from opening the same database: several replicas need PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alert_router.errors import StoreUnavailable
+from alert_router.pipeline.dedup import KnownState, is_change, next_state
+from alert_router.store.base import (
+    AlertRecord,
+    CommitResult,
+    InboxItem,
+    NewOutboxItem,
+    ObservedAlert,
+    OutboxItem,
+    Planner,
+    QueueDepth,
+)
+
+T = TypeVar("T")
+
+SCHEMA = [
+    # version 1
+    """
+    CREATE TABLE inbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        received_at REAL NOT NULL,
+        group_key TEXT NOT NULL,
+        body BLOB NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        owner TEXT, lease_until REAL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        finished_at REAL, error TEXT
+    );
+    CREATE INDEX inbox_pending ON inbox(status, id);
+    CREATE INDEX inbox_group ON inbox(group_key, status, id);
+    CREATE TABLE alert_state (
+        fingerprint TEXT PRIMARY KEY,
+        status TEXT NOT NULL,
+        starts_at REAL NOT NULL,
+        ends_at REAL,
+        group_key TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        generator_url TEXT NOT NULL,
+        first_seen REAL NOT NULL,
+        last_seen REAL NOT NULL,
+        changed_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        acked_by TEXT, acked_at REAL
+    );
+    CREATE INDEX alert_state_expires ON alert_state(expires_at);
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        kind TEXT NOT NULL,
+        dest TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        status TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        not_before REAL NOT NULL DEFAULT 0,
+        owner TEXT, lease_until REAL,
+        created_at REAL NOT NULL,
+        finished_at REAL, error TEXT
+    );
+    CREATE INDEX outbox_due ON outbox(kind, status, not_before, id);
+    CREATE INDEX outbox_order ON outbox(dest, group_key, status, id);
+    CREATE TABLE message_refs (
+        dest TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        ref TEXT NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (dest, group_key)
+    );
+    """,
+]
+
+
+class SQLiteStore:
+    """The :class:`~alert_router.store.base.Store` on one SQLite file."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+        self.path = path
+        self.synchronous = synchronous
+        self._executor: ThreadPoolExecutor | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._pending: list[tuple[bytes, str, float, asyncio.Future[int]]] = []
+        self._flushing = False
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._executor is None or self._conn is None:
+            raise StoreUnavailable("store is not open")
+        conn = self._conn
+
+        def call() -> T:
+            try:
+                return fn(conn)
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.rollback()
+                raise StoreUnavailable(f"sqlite: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={self.synchronous}")
+        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+        current = row[0] or 0
+        for version, ddl in enumerate(SCHEMA, start=1):
+            if version <= current:
+                continue
+            conn.execute("BEGIN IMMEDIATE")
+            for stmt in (s for s in ddl.split(";") if s.strip()):
+                conn.execute(stmt)
+            conn.execute("INSERT INTO schema_version(version) VALUES (?)", (version,))
+            conn.execute("COMMIT")
+        # A single process owns the file: whatever it had claimed before a crash is free again.
+        conn.execute("UPDATE inbox SET owner=NULL, lease_until=NULL WHERE status='pending'")
+        conn.execute("UPDATE outbox SET owner=NULL, lease_until=NULL WHERE status='pending'")
+        return conn
+
+    async def open(self) -> None:
+        """Open (creating the directory and schema), taking the single-process lock."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreUnavailable(
+                f"{self.path} is in use by another alert-router process; "
+                "several replicas need a PostgreSQL store (store: postgresql://...)"
+            ) from None
+        self._lock_fd = fd
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        try:
+            self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+        except sqlite3.Error as exc:
+            await self.close()
+            raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+
+    async def close(self) -> None:
+        """Close the connection and release the lock."""
+        if self._executor is not None:
+            conn = self._conn
+            if conn is not None:
+                await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+            self._executor.shutdown(wait=True)
+        self._executor = None
+        self._conn = None
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    async def ping(self) -> None:
+        """Run a trivial query."""
+        await self._run(lambda c: c.execute("SELECT 1").fetchone())
+
+    # -- inbox ------------------------------------------------------------------------------------
+
+    async def enqueue(self, body: bytes, group_key: str, received_at: float) -> int:
+        """Store a webhook body; concurrent calls share one commit."""
+        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((body, group_key, received_at, fut))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+
+                def write(conn: sqlite3.Connection, batch: list[Any] = batch) -> list[int]:
+                    conn.execute("BEGIN IMMEDIATE")
+                    ids = [
+                        int(
+                            conn.execute(
+                                "INSERT INTO inbox(received_at, group_key, body) VALUES (?,?,?)", (r, g, b)
+                            ).lastrowid
+                            or 0
+                        )
+                        for b, g, r, _ in batch
+                    ]
+                    conn.execute("COMMIT")
+                    return ids
+
+                try:
+                    ids = await self._run(write)
+                except Exception as exc:
+                    err = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
+                    for *_, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(err)
+                    continue
+                for (*_, fut), id_ in zip(batch, ids, strict=True):
+                    if not fut.done():
+                        fut.set_result(id_)
+        finally:
+            self._flushing = False
+
+    async def claim_inbox(self, owner: str, limit: int, lease: float, now: float) -> list[InboxItem]:
+        """Claim pending bodies; a group's later bodies wait for its earlier ones."""
+
+        def claim(conn: sqlite3.Connection) -> list[InboxItem]:
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute(
+                """SELECT id, received_at, body, group_key, attempts FROM inbox i
+                   WHERE status='pending' AND (lease_until IS NULL OR lease_until < ?)
+                     AND NOT EXISTS (SELECT 1 FROM inbox j WHERE j.group_key=i.group_key
+                                     AND j.status='pending' AND j.id < i.id)
+                   ORDER BY id LIMIT ?""",
+                (now, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE inbox SET owner=?, lease_until=?, attempts=attempts+1 WHERE id=?",
+                [(owner, now + lease, r[0]) for r in rows],
+            )
+            conn.execute("COMMIT")
+            return [InboxItem(r[0], r[1], bytes(r[2]), r[3], r[4] + 1) for r in rows]
+
+        return await self._run(claim)
+
+    async def commit_inbox(
+        self, item: InboxItem, owner: str, observed: Sequence[ObservedAlert], plan: Planner, ttl: float, now: float
+    ) -> CommitResult:
+        """Apply dedup, enqueue the planned work and finish the item, atomically."""
+
+        def commit(conn: sqlite3.Connection) -> CommitResult:
+            conn.execute("BEGIN IMMEDIATE")
+            row = conn.execute("SELECT status, owner FROM inbox WHERE id=?", (item.id,)).fetchone()
+            if row is None or row[0] != "pending" or row[1] != owner:
+                conn.execute("ROLLBACK")
+                return CommitResult(False)
+            changed: set[str] = set()
+            for o in observed:
+                obs = o.observation
+                r = conn.execute(
+                    "SELECT status, starts_at, ends_at FROM alert_state WHERE fingerprint=?", (obs.fingerprint,)
+                ).fetchone()
+                known = KnownState(r[0], r[1], r[2]) if r else None
+                ch = is_change(obs, known)
+                state = next_state(obs, known, ch)
+                if ch:
+                    changed.add(obs.fingerprint)
+                conn.execute(
+                    """INSERT INTO alert_state(fingerprint, status, starts_at, ends_at, group_key, labels, annotations,
+                           generator_url, first_seen, last_seen, changed_at, expires_at)
+                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
+                       ON CONFLICT(fingerprint) DO UPDATE SET status=excluded.status, starts_at=excluded.starts_at,
+                           ends_at=excluded.ends_at, group_key=excluded.group_key, labels=excluded.labels,
+                           annotations=excluded.annotations, generator_url=excluded.generator_url,
+                           last_seen=excluded.last_seen, expires_at=excluded.expires_at,
+                           changed_at=CASE WHEN ? THEN excluded.changed_at ELSE alert_state.changed_at END,
+                           acked_by=CASE WHEN ? AND excluded.status='firing' THEN NULL ELSE alert_state.acked_by END,
+                           acked_at=CASE WHEN ? AND excluded.status='firing' THEN NULL ELSE alert_state.acked_at END""",
+                    (
+                        obs.fingerprint,
+                        state.status,
+                        state.starts_at,
+                        state.ends_at,
+                        o.group_key,
+                        json.dumps(o.labels),
+                        json.dumps(o.annotations),
+                        o.generator_url,
+                        now,
+                        now,
+                        now,
+                        now + ttl,
+                        ch,
+                        ch,
+                        ch,
+                    ),
+                )
+            items = list(plan(frozenset(changed)))
+            _insert_outbox(conn, items, now)
+            conn.execute(
+                "UPDATE inbox SET status='done', finished_at=?, owner=NULL, lease_until=NULL WHERE id=?", (now, item.id)
+            )
+            conn.execute("COMMIT")
+            return CommitResult(True, frozenset(changed), len(items))
+
+        return await self._run(commit)
+
+    async def fail_inbox(self, item: InboxItem, owner: str, error: str, now: float) -> None:
+        """Mark an item as failed."""
+
+        def fail(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "UPDATE inbox SET status='failed', finished_at=?, error=?, owner=NULL WHERE id=? AND owner=?",
+                (now, error, item.id, owner),
+            )
+
+        await self._run(fail)
+
+    # -- outbox -----------------------------------------------------------------------------------
+
+    async def claim_outbox(self, kind: str, owner: str, limit: int, lease: float, now: float) -> list[OutboxItem]:
+        """Claim due work, oldest first, never two items of one (dest, group) at once."""
+
+        def claim(conn: sqlite3.Connection) -> list[OutboxItem]:
+            conn.execute("BEGIN IMMEDIATE")
+            rows = conn.execute(
+                """SELECT id, kind, dest, group_key, payload, attempts, created_at FROM outbox o
+                   WHERE kind=? AND status='pending' AND not_before <= ?
+                     AND (lease_until IS NULL OR lease_until < ?)
+                     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.dest=o.dest AND p.group_key=o.group_key
+                                     AND p.status='pending' AND p.id < o.id)
+                   ORDER BY id LIMIT ?""",
+                (kind, now, now, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE outbox SET owner=?, lease_until=?, attempts=attempts+1 WHERE id=?",
+                [(owner, now + lease, r[0]) for r in rows],
+            )
+            conn.execute("COMMIT")
+            return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5] + 1, r[6]) for r in rows]
+
+        return await self._run(claim)
+
+    async def finish_outbox(
+        self,
+        item: OutboxItem,
+        owner: str,
+        *,
+        ok: bool,
+        now: float,
+        error: str | None = None,
+        message_ref: dict[str, Any] | None = None,
+        follow_ups: Sequence[NewOutboxItem] = (),
+    ) -> bool:
+        """Record the outcome of a claimed item."""
+
+        def finish(conn: sqlite3.Connection) -> bool:
+            conn.execute("BEGIN IMMEDIATE")
+            cur = conn.execute(
+                """UPDATE outbox SET status=?, finished_at=?, error=?, owner=NULL, lease_until=NULL
+                   WHERE id=? AND owner=? AND status='pending'""",
+                ("done" if ok else "failed", now, error, item.id, owner),
+            )
+            if cur.rowcount != 1:
+                conn.execute("ROLLBACK")
+                return False
+            if message_ref is not None:
+                conn.execute(
+                    """INSERT INTO message_refs(dest, group_key, ref, updated_at) VALUES (?,?,?,?)
+                       ON CONFLICT(dest, group_key) DO UPDATE SET ref=excluded.ref, updated_at=excluded.updated_at""",
+                    (item.dest, item.group_key, json.dumps(message_ref), now),
+                )
+            _insert_outbox(conn, list(follow_ups), now)
+            conn.execute("COMMIT")
+            return True
+
+        return await self._run(finish)
+
+    async def retry_outbox(self, item: OutboxItem, owner: str, not_before: float, error: str, now: float) -> bool:
+        """Release the item until ``not_before``."""
+
+        def retry(conn: sqlite3.Connection) -> bool:
+            cur = conn.execute(
+                """UPDATE outbox SET owner=NULL, lease_until=NULL, not_before=?, error=?
+                   WHERE id=? AND owner=? AND status='pending'""",
+                (not_before, error, item.id, owner),
+            )
+            return cur.rowcount == 1
+
+        return await self._run(retry)
+
+    async def extend_lease(self, kind: str, ids: Sequence[int], owner: str, until: float) -> None:
+        """Push the lease of claimed items forward."""
+        table = {"inbox": "inbox", "outbox": "outbox"}[kind]
+
+        def extend(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                f"UPDATE {table} SET lease_until=? WHERE id=? AND owner=?",  # noqa: S608 - fixed names
+                [(until, i, owner) for i in ids],
+            )
+
+        await self._run(extend)
+
+    async def message_ref(self, dest: str, group_key: str) -> dict[str, Any] | None:
+        """Look up the last message reference."""
+
+        def get(conn: sqlite3.Connection) -> dict[str, Any] | None:
+            row = conn.execute(
+                "SELECT ref FROM message_refs WHERE dest=? AND group_key=?", (dest, group_key)
+            ).fetchone()
+            return json.loads(row[0]) if row else None
+
+        return await self._run(get)
+
+    # -- alerts -----------------------------------------------------------------------------------
+
+    async def alert(self, fingerprint: str) -> AlertRecord | None:
+        """One alert's stored state."""
+
+        def get(conn: sqlite3.Connection) -> AlertRecord | None:
+            row = conn.execute(f"{_ALERT_SELECT} WHERE fingerprint=?", (fingerprint,)).fetchone()
+            return _alert(row) if row else None
+
+        return await self._run(get)
+
+    async def alerts(self, status: str | None = None) -> list[AlertRecord]:
+        """Stored alerts, newest change first."""
+
+        def get(conn: sqlite3.Connection) -> list[AlertRecord]:
+            if status is None:
+                rows = conn.execute(f"{_ALERT_SELECT} ORDER BY changed_at DESC").fetchall()
+            else:
+                rows = conn.execute(f"{_ALERT_SELECT} WHERE status=? ORDER BY changed_at DESC", (status,)).fetchall()
+            return [_alert(r) for r in rows]
+
+        return await self._run(get)
+
+    async def depth(self, now: float) -> QueueDepth:
+        """Pending counts per queue."""
+
+        def get(conn: sqlite3.Connection) -> QueueDepth:
+            inbox = conn.execute("SELECT COUNT(*) FROM inbox WHERE status='pending'").fetchone()[0]
+            out = dict(
+                conn.execute("SELECT kind, COUNT(*) FROM outbox WHERE status='pending' GROUP BY kind").fetchall()
+            )
+            return QueueDepth(int(inbox), {str(k): int(v) for k, v in out.items()})
+
+        return await self._run(get)
+
+    async def prune(self, now: float, done_before: float) -> int:
+        """Delete old finished work and expired dedup state."""
+
+        def prune(conn: sqlite3.Connection) -> int:
+            conn.execute("BEGIN IMMEDIATE")
+            n = conn.execute("DELETE FROM inbox WHERE status!='pending' AND finished_at < ?", (done_before,)).rowcount
+            n += conn.execute("DELETE FROM outbox WHERE status!='pending' AND finished_at < ?", (done_before,)).rowcount
+            n += conn.execute("DELETE FROM alert_state WHERE expires_at < ?", (now,)).rowcount
+            n += conn.execute("DELETE FROM message_refs WHERE updated_at < ?", (done_before,)).rowcount
+            conn.execute("COMMIT")
+            return int(n)
+
+        return await self._run(prune)
+
+
+_ALERT_SELECT = """SELECT fingerprint, status, starts_at, ends_at, group_key, labels, annotations, generator_url,
+                          last_seen, acked_by, acked_at FROM alert_state"""
+
+
+def _alert(r: Sequence[Any]) -> AlertRecord:
+    return AlertRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]), r[7], r[8], r[9], r[10])
+
+
+def _insert_outbox(conn: sqlite3.Connection, items: Sequence[NewOutboxItem], now: float) -> None:
+    conn.executemany(
+        "INSERT INTO outbox(kind, dest, group_key, payload, not_before, created_at) VALUES (?,?,?,?,?,?)",
+        [(i.kind, i.dest, i.group_key, json.dumps(i.payload), i.not_before, now) for i in items],
+    )
