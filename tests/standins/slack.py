@@ -1,0 +1,654 @@
+"""A loopback stand-in for the Slack Web API, driven through the real ``slack_sdk`` clients.
+
+The stand-in is an aiohttp application bound to ``127.0.0.1:0`` inside the running event loop.
+Point a client at :attr:`SlackStandin.base_url`::
+
+    async with SlackStandin(token="xoxb-test") as slack:
+        client = AsyncWebClient(token="xoxb-test", base_url=slack.base_url)
+        await client.chat_postMessage(channel="C0ALERTS", text="hi")
+        assert slack.messages["C0ALERTS"][0].text == "hi"
+
+What it honours, as Slack documents it (docs.slack.dev/reference/methods):
+
+* ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral`` and ``auth.test``, with JSON bodies
+  (what ``AsyncWebClient`` sends for chat methods), form-encoded bodies and query parameters.
+* The token comes from ``Authorization: Bearer`` or a ``token`` parameter; none → ``not_authed``,
+  a wrong one → ``invalid_auth``, a revoked one → ``token_revoked``; all with HTTP 200 and ``ok: false``.
+* ``channel_not_found``, ``no_text``, ``msg_too_long`` (text over 40,000 characters),
+  ``invalid_blocks_format`` and ``invalid_blocks`` (more than 50 blocks, section text over 3,000
+  characters, header text over 150, ...), ``message_not_found`` for ``chat.update`` of an unknown ts.
+* Rate limiting: HTTP 429, a ``Retry-After`` header in whole seconds and ``{"ok":false,"error":"ratelimited"}``.
+
+The module also holds the small fault and rate helpers that the Telegram stand-in reuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal
+
+from aiohttp import web
+
+# ---------------------------------------------------------------------------------------------------------
+# Shared helpers (also used by tests.standins.telegram)
+# ---------------------------------------------------------------------------------------------------------
+
+FaultKind = Literal["error", "ratelimit", "delay"]
+
+
+@dataclass
+class Fault:
+    """One injected fault, consumed by the next matching request.
+
+    ``kind`` is ``"error"`` (answer ``status``), ``"ratelimit"`` (answer 429 with ``retry_after``)
+    or ``"delay"`` (sleep ``delay`` seconds, then answer normally). ``method`` limits the fault to
+    one API method; ``None`` matches every method.
+    """
+
+    kind: FaultKind
+    status: int = 500
+    retry_after: int = 1
+    delay: float = 0.0
+    method: str | None = None
+
+
+class FaultQueue:
+    """An ordered queue of injected faults; each request consumes at most one matching fault."""
+
+    def __init__(self) -> None:
+        self._faults: deque[Fault] = deque()
+
+    def push(self, fault: Fault, n: int) -> None:
+        """Queue ``n`` copies of ``fault``."""
+        if n < 0:
+            raise ValueError("n must be >= 0")
+        for _ in range(n):
+            self._faults.append(Fault(fault.kind, fault.status, fault.retry_after, fault.delay, fault.method))
+
+    def pop(self, method: str) -> Fault | None:
+        """Remove and return the first fault that applies to ``method``, or ``None``."""
+        for fault in self._faults:
+            if fault.method is None or fault.method.lower() == method.lower():
+                self._faults.remove(fault)
+                return fault
+        return None
+
+    def clear(self) -> None:
+        """Forget every queued fault."""
+        self._faults.clear()
+
+    def __len__(self) -> int:
+        return len(self._faults)
+
+
+class TokenBucket:
+    """A token bucket: ``burst`` tokens at most, refilled at ``rate`` tokens per second."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._tokens = burst
+        self._last = time.monotonic()
+
+    def take(self, now: float | None = None) -> float:
+        """Take one token; return 0.0 on success or the seconds to wait until a token is available."""
+        now = time.monotonic() if now is None else now
+        self._tokens = min(self.burst, self._tokens + max(0.0, now - self._last) * self.rate)
+        self._last = max(self._last, now)
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate
+
+
+def peak_rate(times: Iterable[float], window: float = 1.0) -> int:
+    """Return the largest number of timestamps that fall in any half-open interval of ``window`` seconds."""
+    ordered = sorted(times)
+    best = 0
+    start = 0
+    for end, t in enumerate(ordered):
+        while ordered[start] <= t - window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+@dataclass
+class RequestRecord:
+    """One request a stand-in received: when, which method, its parameters and what it answered."""
+
+    method: str
+    params: dict[str, Any]
+    at: float
+    status: int
+    error: str | None
+    key: str | None = None
+
+
+async def start_site(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Start ``app`` on 127.0.0.1 with an ephemeral port; return the runner and the port."""
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server
+    assert server is not None
+    sockets = getattr(server, "sockets", None)
+    assert sockets
+    port = int(sockets[0].getsockname()[1])
+    return runner, port
+
+
+async def read_params(request: web.Request) -> dict[str, Any]:
+    """Merge query parameters with a JSON, form-encoded or multipart body into one dict.
+
+    Raises ``ValueError`` if a JSON body does not parse to an object.
+    """
+    params: dict[str, Any] = dict(request.query)
+    if request.can_read_body:
+        ctype = request.content_type
+        if ctype == "application/json":
+            raw = await request.read()
+            if raw.strip():
+                body = json.loads(raw)
+                if not isinstance(body, dict):
+                    raise ValueError("JSON body must be an object")
+                params.update(body)
+        elif ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            form = await request.post()
+            for key, value in form.items():
+                params[key] = value if isinstance(value, str) else getattr(value, "file", value)
+        else:
+            await request.read()
+    return params
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Slack
+# ---------------------------------------------------------------------------------------------------------
+
+MAX_BLOCKS = 50
+MAX_SECTION_TEXT = 3000
+MAX_SECTION_FIELDS = 10
+MAX_FIELD_TEXT = 2000
+MAX_HEADER_TEXT = 150
+MAX_MESSAGE_TEXT = 40_000
+MAX_CONTEXT_ELEMENTS = 10
+MAX_ACTIONS_ELEMENTS = 25
+MAX_BUTTON_TEXT = 75
+MAX_BUTTON_VALUE = 2000
+MAX_ACTION_ID = 255
+MAX_BLOCK_ID = 255
+KNOWN_BLOCK_TYPES = frozenset(
+    {"section", "header", "divider", "context", "actions", "image", "rich_text", "input", "file", "video",
+     "markdown"}
+)
+
+
+@dataclass
+class SlackMessage:
+    """A message the stand-in holds, as it stands now, with every earlier version in ``history``."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]] | None
+    attachments: list[dict[str, Any]] | None = None
+    thread_ts: str | None = None
+    user: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    edits: int = 0
+
+    def as_api(self, bot_user: str, bot_id: str, team: str) -> dict[str, Any]:
+        """Return the message object the way Slack's API shows it."""
+        message: dict[str, Any] = {
+            "type": "message",
+            "user": bot_user,
+            "bot_id": bot_id,
+            "team": team,
+            "text": self.text,
+            "ts": self.ts,
+        }
+        if self.blocks is not None:
+            message["blocks"] = self.blocks
+        if self.attachments is not None:
+            message["attachments"] = self.attachments
+        if self.thread_ts is not None:
+            message["thread_ts"] = self.thread_ts
+        if self.edits:
+            message["edited"] = {"user": bot_user, "ts": self.history[-1]["edited_ts"]}
+        return message
+
+
+class SlackApiRefusal(Exception):
+    """Raised inside the stand-in to answer ``{"ok": false, "error": ...}`` with HTTP 200."""
+
+    def __init__(self, error: str, **extra: Any) -> None:
+        super().__init__(error)
+        self.error = error
+        self.extra = extra
+
+
+class SlackStandin:
+    """A loopback Slack Web API for tests; use it as an async context manager or call start/close.
+
+    Args:
+        token: the one valid bot token (``Authorization: Bearer <token>``).
+        channels: channel IDs that exist, or a mapping of ID to channel name; a message may name a
+            channel by ID, by ``name`` or by ``#name``; it is stored under the ID.
+        team: team name returned by ``auth.test``.
+    """
+
+    bot_user = "U0STANDIN"
+    bot_id = "B0STANDIN"
+    team_id = "T0STANDIN"
+
+    def __init__(
+        self,
+        token: str = "xoxb-test-token",
+        channels: Sequence[str] | Mapping[str, str] = ("C0ALERTS", "C0OPS"),
+        team: str = "standin",
+    ) -> None:
+        self.token = token
+        self.team = team
+        if isinstance(channels, Mapping):
+            self.channel_names: dict[str, str] = dict(channels)
+        else:
+            self.channel_names = {cid: cid.lower() for cid in channels}
+        self.messages: dict[str, list[SlackMessage]] = defaultdict(list)
+        """Messages per channel ID, in the order they were posted."""
+        self.ephemeral: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        """Ephemeral messages per channel ID (``chat.postEphemeral`` parameters plus ``message_ts``)."""
+        self.requests: list[RequestRecord] = []
+        """Every request, in arrival order."""
+        self.request_times: dict[str, list[float]] = defaultdict(list)
+        """``time.monotonic()`` of every chat request per channel ID, accepted or not."""
+        self.accepted_times: dict[str, list[float]] = defaultdict(list)
+        """``time.monotonic()`` of every chat request per channel ID that Slack accepted."""
+        self.faults = FaultQueue()
+        self._revoked = False
+        self._rate: tuple[float, float] | None = None
+        self._buckets: dict[str, TokenBucket] = {}
+        self._last_ts_us = 0
+        self._closing = asyncio.Event()
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- lifecycle -------------------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The ``base_url`` to give ``AsyncWebClient`` (ends with ``/api/``)."""
+        if not self.port:
+            raise RuntimeError("SlackStandin is not started")
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    async def start(self) -> SlackStandin:
+        """Bind to an ephemeral loopback port and start answering."""
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._handle)
+        self._runner, self.port = await start_site(app)
+        return self
+
+    async def close(self) -> None:
+        """Stop answering and release the port; delayed requests are woken first."""
+        self._closing.set()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SlackStandin:
+        return await self.start()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- controls for tests ----------------------------------------------------------------------------
+
+    def fail_next(self, n: int = 1, status: int = 500, method: str | None = None) -> None:
+        """Answer the next ``n`` requests (of ``method``, if given) with HTTP ``status``."""
+        self.faults.push(Fault("error", status=status, method=method), n)
+
+    def rate_limit_next(self, n: int = 1, retry_after: int = 1, method: str | None = None) -> None:
+        """Answer the next ``n`` requests with 429, ``Retry-After: retry_after`` and ``ratelimited``."""
+        self.faults.push(Fault("ratelimit", retry_after=retry_after, method=method), n)
+
+    def delay_next(self, n: int = 1, seconds: float = 1.0, method: str | None = None) -> None:
+        """Hold the next ``n`` requests for ``seconds`` before answering (to exercise client timeouts)."""
+        self.faults.push(Fault("delay", delay=seconds, method=method), n)
+
+    def revoke_token(self) -> None:
+        """From now on the configured token answers ``token_revoked``."""
+        self._revoked = True
+
+    def restore_token(self) -> None:
+        """Undo :meth:`revoke_token`."""
+        self._revoked = False
+
+    def enforce_rate(self, per_second: float | None = 1.0, burst: float = 1.0) -> None:
+        """Enforce a per-channel limit on chat methods (token bucket); over it answer 429.
+
+        ``per_second=None`` switches enforcement off again.
+        """
+        self._rate = None if per_second is None else (per_second, burst)
+        self._buckets.clear()
+
+    def peak_rate(self, channel: str, window: float = 1.0, accepted_only: bool = True) -> int:
+        """Return the most chat requests to ``channel`` seen in any ``window`` seconds."""
+        cid = self.resolve_channel(channel) or channel
+        times = self.accepted_times[cid] if accepted_only else self.request_times[cid]
+        return peak_rate(times, window)
+
+    def resolve_channel(self, channel: str) -> str | None:
+        """Return the channel ID for an ID, ``name`` or ``#name``, or ``None`` if it does not exist."""
+        if channel in self.channel_names:
+            return channel
+        name = channel.removeprefix("#")
+        for cid, cname in self.channel_names.items():
+            if cname == name:
+                return cid
+        return None
+
+    def add_channel(self, channel_id: str, name: str | None = None) -> None:
+        """Make a channel exist."""
+        self.channel_names[channel_id] = name or channel_id.lower()
+
+    def all_messages(self) -> list[SlackMessage]:
+        """Every stored message across channels, in posting order."""
+        return sorted((m for ms in self.messages.values() for m in ms), key=lambda m: float(m.ts))
+
+    # -- request handling ------------------------------------------------------------------------------
+
+    def _next_ts(self) -> str:
+        now_us = time.time_ns() // 1000
+        self._last_ts_us = max(now_us, self._last_ts_us + 1)
+        return f"{self._last_ts_us // 1_000_000}.{self._last_ts_us % 1_000_000:06d}"
+
+    @staticmethod
+    def _json(body: dict[str, Any], status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+        return web.json_response(body, status=status, headers=headers)
+
+    def _record(self, method: str, params: dict[str, Any], status: int, error: str | None, key: str | None,
+                now: float) -> None:
+        self.requests.append(RequestRecord(method, params, now, status, error, key))
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        method = request.match_info["method"]
+        now = time.monotonic()
+        try:
+            params = await read_params(request)
+        except ValueError:
+            self._record(method, {}, 200, "invalid_json", None, now)
+            return self._json({"ok": False, "error": "invalid_json"})
+
+        channel_key: str | None = None
+        raw_channel = params.get("channel")
+        if method.startswith("chat.") and isinstance(raw_channel, str):
+            channel_key = self.resolve_channel(raw_channel) or raw_channel
+            self.request_times[channel_key].append(now)
+
+        fault = self.faults.pop(method)
+        if fault is not None:
+            if fault.kind == "delay":
+                # Sleep unless the stand-in is closing, then answer normally.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._closing.wait(), timeout=fault.delay)
+            elif fault.kind == "ratelimit":
+                self._record(method, params, 429, "ratelimited", channel_key, now)
+                return self._json({"ok": False, "error": "ratelimited"}, status=429,
+                                  headers={"Retry-After": str(fault.retry_after)})
+            else:
+                error = {503: "service_unavailable", 500: "fatal_error"}.get(fault.status, "internal_error")
+                self._record(method, params, fault.status, error, channel_key, now)
+                return self._json({"ok": False, "error": error}, status=fault.status)
+
+        auth_error = self._check_auth(request, params)
+        if auth_error is not None:
+            self._record(method, params, 200, auth_error, channel_key, now)
+            return self._json({"ok": False, "error": auth_error})
+
+        if self._rate is not None and channel_key is not None and method.startswith("chat."):
+            bucket = self._buckets.get(channel_key)
+            if bucket is None:
+                bucket = self._buckets[channel_key] = TokenBucket(*self._rate)
+            wait = bucket.take(now)
+            if wait > 0:
+                self._record(method, params, 429, "ratelimited", channel_key, now)
+                return self._json({"ok": False, "error": "ratelimited"}, status=429,
+                                  headers={"Retry-After": str(max(1, math.ceil(wait)))})
+
+        handler = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "chat.postEphemeral": self._post_ephemeral,
+        }.get(method)
+        try:
+            if handler is None:
+                raise SlackApiRefusal("unknown_method")
+            body = handler(params)
+        except SlackApiRefusal as refusal:
+            self._record(method, params, 200, refusal.error, channel_key, now)
+            return self._json({"ok": False, "error": refusal.error, **refusal.extra})
+        self._record(method, params, 200, None, channel_key, now)
+        if channel_key is not None:
+            self.accepted_times[channel_key].append(now)
+        return self._json({"ok": True, **body})
+
+    def _check_auth(self, request: web.Request, params: dict[str, Any]) -> str | None:
+        header = request.headers.get("Authorization", "")
+        token: str | None = None
+        if header.startswith("Bearer "):
+            token = header.removeprefix("Bearer ").strip()
+        elif isinstance(params.get("token"), str):
+            token = params["token"]
+        params.pop("token", None)
+        if not token:
+            return "not_authed"
+        if token != self.token:
+            return "invalid_auth"
+        if self._revoked:
+            return "token_revoked"
+        return None
+
+    def _auth_test(self, params: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "url": f"https://{self.team}.slack.com/",
+            "team": self.team,
+            "user": "alert-router",
+            "team_id": self.team_id,
+            "user_id": self.bot_user,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _channel(self, params: dict[str, Any]) -> str:
+        channel = params.get("channel")
+        if not isinstance(channel, str) or not channel:
+            raise SlackApiRefusal("channel_not_found")
+        cid = self.resolve_channel(channel)
+        if cid is None:
+            raise SlackApiRefusal("channel_not_found")
+        return cid
+
+    @staticmethod
+    def _json_list(params: dict[str, Any], name: str, format_error: str) -> list[dict[str, Any]] | None:
+        value = params.get(name)
+        if value is None:
+            return None
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except ValueError as exc:
+                raise SlackApiRefusal(format_error) from exc
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise SlackApiRefusal(format_error)
+        return value
+
+    def _content(self, params: dict[str, Any]) -> tuple[str | None, list[dict[str, Any]] | None,
+                                                        list[dict[str, Any]] | None]:
+        text = params.get("text")
+        if text is not None and not isinstance(text, str):
+            text = str(text)
+        blocks = self._json_list(params, "blocks", "invalid_blocks_format")
+        attachments = self._json_list(params, "attachments", "invalid_attachments")
+        if blocks is not None:
+            errors = validate_blocks(blocks)
+            if errors:
+                raise SlackApiRefusal("invalid_blocks", errors=errors,
+                                      response_metadata={"messages": [f"[ERROR] {e}" for e in errors]})
+        if text is not None and len(text) > MAX_MESSAGE_TEXT:
+            raise SlackApiRefusal("msg_too_long")
+        return text, blocks, attachments
+
+    def _post_message(self, params: dict[str, Any]) -> dict[str, Any]:
+        cid = self._channel(params)
+        text, blocks, attachments = self._content(params)
+        if not text and not blocks and not attachments:
+            raise SlackApiRefusal("no_text")
+        thread_ts = params.get("thread_ts")
+        if thread_ts is not None:
+            thread_ts = str(thread_ts)
+            if not any(m.ts == thread_ts for m in self.messages[cid]):
+                raise SlackApiRefusal("thread_not_found")
+        message = SlackMessage(
+            channel=cid, ts=self._next_ts(), text=text or "", blocks=blocks, attachments=attachments,
+            thread_ts=thread_ts, user=self.bot_user, params=dict(params),
+        )
+        self.messages[cid].append(message)
+        return {"channel": cid, "ts": message.ts,
+                "message": message.as_api(self.bot_user, self.bot_id, self.team_id)}
+
+    def _update(self, params: dict[str, Any]) -> dict[str, Any]:
+        cid = self._channel(params)
+        ts = params.get("ts")
+        if ts is None:
+            raise SlackApiRefusal("message_not_found")
+        message = next((m for m in self.messages[cid] if m.ts == str(ts)), None)
+        if message is None:
+            raise SlackApiRefusal("message_not_found")
+        text, blocks, attachments = self._content(params)
+        if text is None and blocks is None and attachments is None:
+            raise SlackApiRefusal("no_text")
+        message.history.append({"text": message.text, "blocks": message.blocks,
+                                "attachments": message.attachments, "edited_ts": self._next_ts()})
+        if text is not None:
+            message.text = text
+        if blocks is not None:
+            message.blocks = blocks or None
+        if attachments is not None:
+            message.attachments = attachments or None
+        message.edits += 1
+        message.params = dict(params)
+        return {"channel": cid, "ts": message.ts, "text": message.text,
+                "message": message.as_api(self.bot_user, self.bot_id, self.team_id)}
+
+    def _post_ephemeral(self, params: dict[str, Any]) -> dict[str, Any]:
+        cid = self._channel(params)
+        if not params.get("user"):
+            raise SlackApiRefusal("user_not_in_channel")
+        text, blocks, attachments = self._content(params)
+        if not text and not blocks and not attachments:
+            raise SlackApiRefusal("no_text")
+        ts = self._next_ts()
+        self.ephemeral[cid].append({**params, "text": text, "blocks": blocks, "message_ts": ts})
+        return {"message_ts": ts}
+
+
+def _text_object_errors(obj: Any, pointer: str, max_len: int, plain_only: bool = False) -> list[str]:
+    if not isinstance(obj, dict):
+        return [f"must be a text object [json-pointer:{pointer}]"]
+    kinds = ("plain_text",) if plain_only else ("plain_text", "mrkdwn")
+    errors: list[str] = []
+    if obj.get("type") not in kinds:
+        errors.append(f"must be one of {', '.join(kinds)} [json-pointer:{pointer}/type]")
+    text = obj.get("text")
+    if not isinstance(text, str) or not text:
+        errors.append(f"must be more than 0 characters [json-pointer:{pointer}/text]")
+    elif len(text) > max_len:
+        errors.append(f"must be less than {max_len + 1} characters [json-pointer:{pointer}/text]")
+    return errors
+
+
+def validate_blocks(blocks: list[dict[str, Any]]) -> list[str]:
+    """Validate Block Kit blocks the way ``chat.postMessage`` does; return Slack-style error strings."""
+    if len(blocks) > MAX_BLOCKS:
+        return [f"must provide an array with no more than {MAX_BLOCKS} items [json-pointer:/blocks]"]
+    errors: list[str] = []
+    block_ids: set[str] = set()
+    for i, block in enumerate(blocks):
+        ptr = f"/blocks/{i}"
+        kind = block.get("type")
+        if kind not in KNOWN_BLOCK_TYPES:
+            errors.append(f"unsupported type: {kind} [json-pointer:{ptr}/type]")
+            continue
+        block_id = block.get("block_id")
+        if block_id is not None:
+            if not isinstance(block_id, str) or len(block_id) > MAX_BLOCK_ID:
+                errors.append(f"must be less than {MAX_BLOCK_ID + 1} characters [json-pointer:{ptr}/block_id]")
+            elif block_id in block_ids:
+                errors.append(f"duplicate block_id [json-pointer:{ptr}/block_id]")
+            else:
+                block_ids.add(block_id)
+        if kind == "section":
+            if "text" not in block and "fields" not in block:
+                errors.append(f"must provide either text or fields [json-pointer:{ptr}]")
+            if "text" in block:
+                errors += _text_object_errors(block["text"], f"{ptr}/text", MAX_SECTION_TEXT)
+            if "fields" in block:
+                fields = block["fields"]
+                if not isinstance(fields, list) or len(fields) > MAX_SECTION_FIELDS:
+                    errors.append(
+                        f"must provide an array with no more than {MAX_SECTION_FIELDS} items "
+                        f"[json-pointer:{ptr}/fields]")
+                else:
+                    for j, f in enumerate(fields):
+                        errors += _text_object_errors(f, f"{ptr}/fields/{j}", MAX_FIELD_TEXT)
+        elif kind == "header":
+            errors += _text_object_errors(block.get("text"), f"{ptr}/text", MAX_HEADER_TEXT, plain_only=True)
+        elif kind == "context":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not elements or len(elements) > MAX_CONTEXT_ELEMENTS:
+                errors.append(f"must provide an array of 1 to {MAX_CONTEXT_ELEMENTS} items "
+                              f"[json-pointer:{ptr}/elements]")
+            else:
+                for j, el in enumerate(elements):
+                    if isinstance(el, dict) and el.get("type") in ("plain_text", "mrkdwn"):
+                        errors += _text_object_errors(el, f"{ptr}/elements/{j}", MAX_SECTION_TEXT)
+        elif kind == "actions":
+            elements = block.get("elements")
+            if not isinstance(elements, list) or not elements or len(elements) > MAX_ACTIONS_ELEMENTS:
+                errors.append(f"must provide an array of 1 to {MAX_ACTIONS_ELEMENTS} items "
+                              f"[json-pointer:{ptr}/elements]")
+            else:
+                for j, el in enumerate(elements):
+                    errors += _element_errors(el, f"{ptr}/elements/{j}")
+    return errors
+
+
+def _element_errors(el: Any, ptr: str) -> list[str]:
+    if not isinstance(el, dict) or not isinstance(el.get("type"), str):
+        return [f"must be an element object [json-pointer:{ptr}]"]
+    errors: list[str] = []
+    action_id = el.get("action_id")
+    if action_id is not None and (not isinstance(action_id, str) or len(action_id) > MAX_ACTION_ID):
+        errors.append(f"must be less than {MAX_ACTION_ID + 1} characters [json-pointer:{ptr}/action_id]")
+    if el["type"] == "button":
+        errors += _text_object_errors(el.get("text"), f"{ptr}/text", MAX_BUTTON_TEXT, plain_only=True)
+        value = el.get("value")
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_BUTTON_VALUE):
+            errors.append(f"must be less than {MAX_BUTTON_VALUE + 1} characters [json-pointer:{ptr}/value]")
+    return errors
