@@ -249,7 +249,7 @@ def _problems(exc: ValidationError, lines: LineMap, prefix: Sequence[str | int] 
     for err in exc.errors(include_url=False):
         loc = (*prefix, *err["loc"])
         where = ".".join(str(p) for p in loc)
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see docs/configuration.md)"
         out.append(lines.problem(loc, f"{where}: {msg}" if where else msg))
@@ -382,24 +382,32 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
     for rdoc in docs:
         if rdoc.data is None:
             continue
+        if not isinstance(rdoc.data, dict):
+            problems.append(rdoc.lines.problem((), "a rules file must be a mapping with a `rules:` list"))
+            continue
+        raw_rules = rdoc.data.get("rules", [])
         try:
-            rf = RulesFileModel.model_validate(rdoc.data)
+            rf = RulesFileModel.model_validate({k: v for k, v in rdoc.data.items() if k != "rules"})
         except ValidationError as exc:
             problems += _problems(exc, rdoc.lines)
             continue
-        for i, rm in enumerate(rf.rules):
+        if not isinstance(raw_rules, list):
+            problems.append(rdoc.lines.problem(("rules",), "rules: must be a list of rules"))
+            raw_rules = []
+        for i, raw_rule in enumerate(raw_rules):
+            try:
+                rm = RuleModel.model_validate(raw_rule)
+            except ValidationError as exc:
+                problems += _problems(exc, rdoc.lines, ("rules", i))
+                continue
             line = rdoc.lines.line_of(("rules", i))
             where = f"rule {rm.name!r}"
             if rm.name in seen:
-                problems.append(
-                    Problem(str(rdoc.path), line, f"{where}: duplicate rule name (first in {seen[rm.name]})")
-                )
+                problems.append(Problem(str(rdoc.path), line, f"{where}: duplicate rule name (first in {seen[rm.name]})"))
             seen[rm.name] = f"{rdoc.path}:{line}"
             for j, r in enumerate(rm.receivers):
                 if r not in receivers:
-                    problems.append(
-                        rdoc.lines.problem(("rules", i, "receivers", j), f"{where}: unknown receiver {r!r}")
-                    )
+                    problems.append(rdoc.lines.problem(("rules", i, "receivers", j), f"{where}: unknown receiver {r!r}"))
             if not rm.receivers and not rm.runbooks:
                 problems.append(Problem(str(rdoc.path), line, f"{where}: needs receivers or runbooks"))
             rules.append(_compile_rule(rm, str(rdoc.path), line))
