@@ -46,7 +46,18 @@ def test_list_form_combines() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    ['severity=="x', "=x", 'sev erity="x"', 'a="unterminated', 'a=~"(unclosed"', '{a="1"', 'a="1" b="2"', "a", "", "a<>1"],
+    [
+        'severity=="x',
+        "=x",
+        'sev erity="x"',
+        'a="unterminated',
+        'a=~"(unclosed"',
+        '{a="1"',
+        'a="1" b="2"',
+        "a",
+        "",
+        "a<>1",
+    ],
 )
 def test_bad_syntax_raises(bad: str) -> None:
     with pytest.raises(MatcherError):
