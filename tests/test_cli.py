@@ -1,0 +1,52 @@
+"""The command line: check reports FILE:LINE problems with a non-zero exit; route-test explains routing."""
+
+from pathlib import Path
+
+import pytest
+
+from alert_router.cli import main
+from alert_router.logging import redact_secrets
+from tests.helpers import write_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_check_shipped_config(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--config", str(ROOT / "alert-router.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OK: ") and "runbooks" in out
+
+
+def test_check_reports_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path, "listen: nowhere\n", rules="rules:\n  - name: x\n    receivers: [nope]\n")
+    assert main(["check", "--config", str(cfg)]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith(f"{cfg}:") and "listen" in line for line in out), out
+
+
+def test_check_reports_all_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path, rules="rules:\n  - name: x\n    receivers: [nope]\n")
+    (tmp_path / "rules" / "broken.yaml").write_text("rules: [\n")
+    assert main(["check", "--config", str(cfg)]) == 1
+    out = capsys.readouterr().out
+    assert "rules.yaml:3: rule 'x': unknown receiver 'nope'" in out
+    assert "broken.yaml:2: invalid YAML" in out
+
+
+def test_route_test(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["route-test", "--config", str(ROOT / "alert-router.yaml"), "alertname=HighModelLatency",
+                 "severity=warning", "namespace=prod", "deployment=model-api"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "rule model-latency" in out
+    assert "receivers: file" in out
+    assert "runbook: scale-up-model-api" in out
+
+
+def test_route_test_bad_label(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["route-test", "--config", str(ROOT / "alert-router.yaml"), "novalue"]) == 2
+
+
+def test_log_processor_redacts_secret_keys() -> None:
+    event = redact_secrets(None, "info", {"event": "x", "bearer_token": "abc", "password": "p", "user": "u"})
+    assert event == {"event": "x", "bearer_token": "***", "password": "***", "user": "u"}
