@@ -1,0 +1,194 @@
+"""Configuration of the enrichment stage: the ``enrich:`` block, globally and per rule.
+
+``alert-router.yaml`` holds the default under ``enrich:``; a rule may carry its own ``enrich:`` block,
+which is merged over the default key by key (blocks merge recursively, the label map merges by
+placeholder, lists and scalars replace). ``enrich: {loki: null}`` in a rule switches Loki off for it.
+Loki is also off while ``loki.url`` is empty, so the embedded default works without a Loki.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from alert_router.configbase import ConfigModel
+from alert_router.durations import Duration
+from alert_router.enrich.logql import DEFAULT_LABEL_MAP, DEFAULT_TEMPLATE, QueryTemplate, TemplateError
+from alert_router.enrich.redact import compile_pattern
+
+__all__ = ["EnrichLinks", "EnrichSettings", "LokiBasicAuth", "LokiSettings", "LokiTLS", "RedactSettings", "merge"]
+
+
+@functools.lru_cache(maxsize=256)
+def compile_template(source: str) -> QueryTemplate:
+    """Compile a LogQL template once (templates are immutable configuration)."""
+    return QueryTemplate.compile(source)
+
+
+_LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_LOKI_LIMIT = 5000
+
+
+class LokiBasicAuth(ConfigModel):
+    """Basic credentials for the proxy in front of Loki."""
+
+    username: str = Field(min_length=1, pattern=r"^[^:]+$")
+    password: SecretStr
+
+
+class LokiTLS(ConfigModel):
+    """TLS options for an ``https://`` Loki URL."""
+
+    verify: bool = True
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+
+
+class LokiSettings(ConfigModel):
+    """Where to query Loki and what to ask it for each alert."""
+
+    url: str = ""
+    query: str = DEFAULT_TEMPLATE
+    labels: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_LABEL_MAP.items()})
+    lookback: Duration = 600.0
+    limit: int = Field(default=50, ge=1, le=MAX_LOKI_LIMIT)
+    tenant: str = ""
+    bearer_token: SecretStr | None = None
+    basic_auth: LokiBasicAuth | None = None
+    tls: LokiTLS = LokiTLS()
+    timeout: Duration = 2.0
+    max_concurrency: int = Field(default=4, ge=1, le=256)
+    cache_ttl: Duration = 30.0
+    window_step: Duration = 30.0
+    max_queries: int = Field(default=5, ge=1, le=100)
+    max_line_chars: int = Field(default=300, ge=20, le=100_000)
+    max_total_chars: int = Field(default=2500, ge=100, le=1_000_000)
+    pod_labels: list[str] = Field(default_factory=lambda: ["pod", "pod_name"])
+
+    @property
+    def enabled(self) -> bool:
+        """Whether a Loki URL is configured."""
+        return bool(self.url)
+
+    @property
+    def template(self) -> QueryTemplate:
+        """The compiled query template (validated when the configuration was loaded)."""
+        return compile_template(self.query)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+            raise ValueError(f"url must be http(s)://HOST[:PORT][/PATH], got {value!r} (empty disables Loki)")
+        return value.rstrip("/")
+
+    @field_validator("query")
+    @classmethod
+    def _query(cls, value: str) -> str:
+        try:
+            compile_template(value)
+        except TemplateError as exc:
+            raise ValueError(f"invalid LogQL template: {exc}") from None
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key, names in value.items():
+            if not _LABEL.fullmatch(key):
+                raise ValueError(f"labels: {key!r} is not a placeholder name")
+            if not names:
+                raise ValueError(f"labels: {key}: give at least one label name")
+            for n in names:
+                if not _LABEL.fullmatch(n):
+                    raise ValueError(f"labels: {key}: {n!r} is not a label name")
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, value: float) -> float:
+        if not 0 < value <= 60:
+            raise ValueError("timeout must be more than 0s and at most 60s")
+        return value
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> LokiSettings:
+        if self.bearer_token is not None and self.basic_auth is not None:
+            raise ValueError("give either bearer_token or basic_auth, not both")
+        return self
+
+
+class RedactSettings(ConfigModel):
+    """Secret redaction applied to every log line before it leaves the service."""
+
+    defaults: bool = True
+    patterns: list[str] = Field(default_factory=list)
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for p in value:
+            compile_pattern(p)
+        return value
+
+
+class EnrichLinks(ConfigModel):
+    """Links added per alert; base URLs default to the top-level ``links:`` block."""
+
+    enabled: bool = True
+    grafana_url: str = ""
+    grafana_datasource_uid: str = "loki"
+    grafana_org_id: int = Field(default=1, ge=1)
+    alertmanager_url: str = ""
+
+
+class EnrichSettings(ConfigModel):
+    """The ``enrich:`` block."""
+
+    loki: LokiSettings | None = LokiSettings()
+    redact: RedactSettings = RedactSettings()
+    links: EnrichLinks = EnrichLinks()
+
+    @property
+    def loki_enabled(self) -> bool:
+        """Whether Loki is configured and switched on."""
+        return self.loki is not None and self.loki.enabled
+
+
+_AUTH_KEYS = frozenset({"bearer_token", "basic_auth"})
+
+
+def _merge_data(base: Any, override: Any) -> Any:
+    if isinstance(override, ConfigModel) and isinstance(base, ConfigModel) and type(base) is type(override):
+        data = dict(base)
+        explicit = override.model_fields_set
+        if explicit & _AUTH_KEYS:  # credentials are one choice: a rule naming one replaces both
+            for key in _AUTH_KEYS & set(data):
+                data[key] = None
+        for key in explicit:
+            data[key] = _merge_data(data.get(key), getattr(override, key))
+        return data
+    if isinstance(override, dict) and isinstance(base, dict):
+        return {**base, **override}
+    return override
+
+
+def merge(base: EnrichSettings, override: EnrichSettings | None) -> EnrichSettings:
+    """Merge a rule's ``enrich:`` over the global default (only keys the rule wrote count)."""
+    if override is None:
+        return base
+    merged = _merge_data(base, override)
+    return EnrichSettings.model_validate(_to_plain(merged))
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, ConfigModel):
+        return {k: _to_plain(getattr(value, k)) for k in type(value).model_fields}
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    return value
