@@ -7,23 +7,29 @@ which only HighModelLatency's ``for:`` is shortened, so it fires within seconds 
 A real Alertmanager routes the alert with a bearer token to alert-router, built from the shipped
 ``alert-router.yaml``, ``rules/`` and ``runbooks/`` and served with ``web.AppRunner``/``TCPSite``.
 
+The remediation engine reaches a Kubernetes API stand-in (``tests/standins/kube.py``) that holds the
+``prod/model-api`` Deployment and enforces exactly the Role the Helm chart renders, so the dry-run plan is made
+with the production permissions.
+
 Checked: the ``file`` receiver recorded the firing HighModelLatency notification with the labels the scale-up
-runbook targets, and the routing chose the ``scale-up-model-api`` runbook, which the service plans in dry run.
+runbook targets; the ``scale-up-model-api`` runbook ran in dry run, read the Deployment's scale (allowed by the
+chart's Role), planned 2 -> 3 replicas and sent no mutating request.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import shutil
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import aiohttp
+import helm_python as helm
 import pytest
 import yaml
 from aiohttp import web
@@ -33,8 +39,11 @@ from alert_router.app import build_app
 from alert_router.appkeys import RUNTIME
 from alert_router.config import load
 from alert_router.pipeline.route import route_labels
+from alert_router.remediation.engine import RemediationEngine
+from alert_router.remediation.runs import RunRecord
 from tests.procs.alertmanager import Webhook
 from tests.procs.fixtures import AlertmanagerFactory, PrometheusFactory
+from tests.standins.kube import KubeApiStandin
 
 pytestmark = pytest.mark.e2e
 
@@ -122,12 +131,26 @@ async def wait_for(what: str, check: Callable[[], Awaitable[Any]], deadline: flo
         await asyncio.sleep(0.2)
 
 
-def alert_router_tree(root: Path) -> Path:
-    """Copy the shipped config, routing rules and runbooks (as the image bakes them) and return the config path."""
-    shutil.copy(REPO / "alert-router.yaml", root / "alert-router.yaml")
+def alert_router_tree(root: Path, kubeconfig: Path) -> Path:
+    """Copy the shipped config (pointed at ``kubeconfig``), rules and runbooks as the image bakes them; return the
+    config path. ``${VAR}`` references survive the YAML round trip and expand at load time as usual."""
+    config = yaml.safe_load((REPO / "alert-router.yaml").read_text())
+    assert config.get("dry_run") is True, "the shipped config must keep remediation in dry run"
+    config["kubernetes"] = {**(config.get("kubernetes") or {}), "kubeconfig": str(kubeconfig), "in_cluster": False}
+    (root / "alert-router.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     shutil.copytree(REPO / "rules", root / "rules", ignore=shutil.ignore_patterns("prometheus"))
     shutil.copytree(REPO / "runbooks", root / "runbooks")
     return root / "alert-router.yaml"
+
+
+def chart_role_rules(namespace: str) -> list[dict[str, Any]]:
+    """The RBAC rules of the Role the Helm chart renders for ``namespace`` (rbac.namespaces: [namespace])."""
+    with helm.Chart.load(REPO / "helm" / "alert-router") as chart:
+        rendered = chart.render({"rbac": {"namespaces": [namespace]}}, name="alert-router", namespace="monitoring")
+    docs = [d for d in yaml.safe_load_all(rendered["alert-router/templates/rbac.yaml"]) if d]
+    (role,) = [d for d in docs if d["kind"] == "Role" and d["metadata"]["namespace"] == namespace]
+    rules: list[dict[str, Any]] = role["rules"]
+    return rules
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -137,15 +160,32 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+@pytest.fixture
+def chart_kube() -> Iterator[KubeApiStandin]:
+    """A Kubernetes API stand-in that authorizes requests with the chart's Role for namespace ``prod``."""
+    kube = KubeApiStandin(rules=chart_role_rules("prod"))
+    kube.start()
+    try:
+        yield kube
+    finally:
+        kube.stop()
+    assert not kube.internal_errors, "kube stand-in raised internally:\n" + "\n".join(kube.internal_errors)
+
+
 @pytest.mark.timeout(60)
 async def test_latency_alert_flows_from_prometheus_to_the_file_receiver_and_the_scale_up_runbook(
-    tmp_path: Path, prometheus_factory: PrometheusFactory, alertmanager_factory: AlertmanagerFactory
+    tmp_path: Path,
+    prometheus_factory: PrometheusFactory,
+    alertmanager_factory: AlertmanagerFactory,
+    chart_kube: KubeApiStandin,
 ) -> None:
     """HighModelLatency fires in Prometheus, Alertmanager posts it with the token, alert-router records it in the
     file receiver and routes it to the scale-up runbook, planned in dry run."""
     started = time.monotonic()
     deadline = started + BUDGET_SECONDS
-    config_path = alert_router_tree(tmp_path)
+    kube = chart_kube
+    kube.add_deployment("prod", "model-api", replicas=2)
+    config_path = alert_router_tree(tmp_path, kube.kubeconfig(tmp_path / "kubeconfig"))
     data_dir = tmp_path / "data"
     env = {"ALERT_ROUTER_DATA_DIR": str(data_dir), "ALERT_ROUTER_TOKEN": TOKEN, "ALERT_ROUTER_LOG_FORMAT": "console"}
     config = load(config_path, env=env)
@@ -227,7 +267,9 @@ async def test_latency_alert_flows_from_prometheus_to_the_file_receiver_and_the_
         assert labels["deployment"] == "model-api"
         assert labels["job"] == "model-api"
         assert alert["annotations"]["summary"] == "p95 latency above 500ms", "Prometheus's annotations must arrive"
-        assert alert["generatorURL"].startswith(prom.url), alert["generatorURL"]
+        # Prometheus builds the link from its hostname (no --web.external-url), so compare the port and the query.
+        assert f":{prom.port}/graph?g0.expr=" in alert["generatorURL"], alert["generatorURL"]
+        assert "model_latency_seconds_bucket" in unquote_plus(alert["generatorURL"])
 
         # The routing picked the scale-up runbook for exactly these labels, and the runbook's own match accepts them.
         result = route_labels(labels, config.rules, config.default)
@@ -238,21 +280,29 @@ async def test_latency_alert_flows_from_prometheus_to_the_file_receiver_and_the_
 
         rt = app[RUNTIME]
         assert rt.config.settings.dry_run is True
-        await assert_scale_up_planned_in_dry_run(app, labels, deadline, diagnose)
+        assert isinstance(rt.services.get("remediation"), RemediationEngine), "build_app must run the runbook engine"
+
+        async def dry_run_finished() -> list[RunRecord]:
+            runs = await rt.store.runs(runbook="scale-up-model-api")
+            return [r for r in runs if r.status not in ("running", "pending_approval")]
+
+        (run,) = await wait_for("the scale-up runbook to finish its dry run", dry_run_finished, deadline, diagnose)
+        assert run.status == "dry_run", (run.status, run.summary)
+        assert run.dry_run is True
+        assert run.target == "Deployment/prod/model-api"
+        assert run.fingerprint == alert["fingerprint"]
+        assert "would scale Deployment/prod/model-api from 2 to 3" in run.summary, run.summary
+        scale_step = run.data["steps"][0]
+        assert (scale_step["action"], scale_step["status"]) == ("scale", "ok")
+        requests = {(r["method"], r["path"]): r for r in scale_step["requests"]}
+        scale_path = "/apis/apps/v1/namespaces/prod/deployments/model-api/scale"
+        assert requests[("GET", scale_path)]["sent"] is True, "dry runs read the cluster"
+        assert requests[("GET", scale_path)]["status"] == 200, "the chart's Role must allow reading the scale"
+        assert requests[("PATCH", scale_path)]["sent"] is False, "dry runs never send a mutating request"
+        assert requests[("PATCH", scale_path)]["body"] == {"spec": {"replicas": 3}}
+        audit = await rt.store.audit_records(run_id=run.id)
+        assert audit, "every decision of the run is audited"
+    assert kube.mutating_requests == [], "a dry run reached the cluster with a mutating request"
+    assert kube.deployment("prod", "model-api")["spec"]["replicas"] == 2
+    assert kube.requests_to("/deployments/model-api/scale", "GET"), "the plan was made without reading the cluster"
     assert time.monotonic() - started < BUDGET_SECONDS + 5
-
-
-ENGINE_AVAILABLE = importlib.util.find_spec("alert_router.remediation.engine") is not None
-
-
-async def assert_scale_up_planned_in_dry_run(
-    app: web.Application, labels: dict[str, str], deadline: float, diagnose: Callable[[], str]
-) -> None:
-    """The remediation engine recorded a dry-run run of scale-up-model-api for model-api in prod.
-
-    TODO(remediation engine): alert_router/remediation/engine.py does not exist yet, so there is no runs/audit
-    API to ask. Until it does, this checks nothing beyond the routing above and the test says so by xfail-ing
-    this part instead of passing it; wire the real assertion in when the engine lands.
-    """
-    if not ENGINE_AVAILABLE:
-        pytest.xfail("remediation engine not implemented yet: the dry-run plan of scale-up-model-api is unchecked")
