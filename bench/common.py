@@ -188,12 +188,13 @@ class Service:
         return f"http://127.0.0.1:{self.port}"
 
     async def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "alert_router", "serve", "--config", str(self.tmp / "alert-router.yaml")],
-            env=self.env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.tmp / "log", "wb"),
-        )  # noqa: SIM115
+        with (self.tmp / "log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "alert_router", "serve", "--config", str(self.tmp / "alert-router.yaml")],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
         await wait_http(self.url + "/readyz")
 
     def rss_mb(self) -> float:

@@ -94,7 +94,8 @@ async def main() -> None:
             svc.url + "/webhook", bodies[::-1], connections=16, seconds=args.seconds, headers=auth, rate=100.0
         )
         print(
-            f"\nat 1,000 alerts/s ({fixed.rps:.0f} req/s achieved): p50 {percentile(fixed.latencies, 50) * 1000:.1f} ms,"
+            f"\nat 1,000 alerts/s ({fixed.rps:.0f} req/s achieved): "
+            f"p50 {percentile(fixed.latencies, 50) * 1000:.1f} ms,"
             f" p99 {percentile(fixed.latencies, 99) * 1000:.1f} ms (target p99 < 25 ms), errors {fixed.errors}"
         )
         await wait_drained(svc.url)
