@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from alert_router.channels import console, file
+from alert_router.channels import console, email, file, slack, telegram, webhook
 from alert_router.channels.base import Channel, ChannelContext, ChannelError, ChannelType, MessageRef, RateLimit
 
 REGISTRY: dict[str, ChannelType] = {
     console.TYPE.key: console.TYPE,
     file.TYPE.key: file.TYPE,
+    slack.TYPE.key: slack.TYPE,
+    telegram.TYPE.key: telegram.TYPE,
+    email.TYPE.key: email.TYPE,
+    webhook.TYPE.key: webhook.TYPE,
 }
 """Every receiver type by its YAML key."""
 

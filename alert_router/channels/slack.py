@@ -1,0 +1,201 @@
+"""The ``slack`` receiver: Block Kit messages through slack-sdk's ``AsyncWebClient``, edited in place.
+
+One message per Alertmanager group and channel: the first notification posts it (``chat.postMessage``),
+later ones edit it (``chat.update``) until the group has resolved; a group that fires again after
+resolving gets a new message. The reference ``{"channel", "ts", "status"}`` is kept in the store.
+
+The client is built without slack-sdk's retry handlers: the delivery stage owns retries, so every
+failure is mapped to a :class:`ChannelError` here (429 → retryable with ``Retry-After``; 5xx, timeouts
+and connection errors → retryable; bad token, unknown channel, invalid message → permanent).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Self
+
+import aiohttp
+from pydantic import SecretStr, ValidationInfo, field_validator, model_validator
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from alert_router.channels.base import ChannelContext, ChannelError, ChannelType, MessageRef, RateLimit
+from alert_router.configbase import ConfigModel, secret
+from alert_router.durations import Duration
+from alert_router.errors import FailureReason
+from alert_router.models import Notification
+from alert_router.render import defaults
+from alert_router.render.context import build_context
+from alert_router.render.slack_blocks import MAX_BLOCKS, build_blocks, fallback_text
+from alert_router.render.support import (
+    links_option,
+    missing_when_enabled,
+    redact,
+    report_template_errors,
+    template_field,
+)
+from alert_router.render.templates import Template, fit
+
+AUTH_ERRORS = frozenset(
+    {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive", "no_permission",
+     "missing_scope", "not_allowed_token_type", "ekm_access_denied", "team_access_not_granted",
+     "org_login_required", "invalid_token"}
+)
+NOT_FOUND_ERRORS = frozenset({"channel_not_found", "not_in_channel", "is_archived"})
+INVALID_ERRORS = frozenset(
+    {"msg_too_long", "invalid_blocks", "invalid_blocks_format", "no_text", "too_many_attachments",
+     "invalid_arguments", "invalid_form_data", "invalid_json", "json_not_object", "invalid_attachments"}
+)
+SERVER_ERRORS = frozenset({"fatal_error", "internal_error", "service_unavailable", "request_timeout"})
+JITTER_MARGIN = 1.05
+"""Default rates are this much under the published ones: time to render and send varies per message."""
+GONE_ERRORS = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
+"""``chat.update`` failures after which a new message is posted instead."""
+
+
+class SlackConfig(ConfigModel):
+    """``slack: {token_file: ..., channel: C0123ALERTS}``: a bot token (``xoxb-``) and a channel ID or name."""
+
+    token: SecretStr | None = None
+    channel: str = ""
+    api_url: str = "https://slack.com/api/"
+    timeout: Duration = 10.0
+    template: str | None = None
+    actions: bool = True
+
+    @field_validator("template")
+    @classmethod
+    def _template(cls, value: str | None) -> str | None:
+        return template_field(value, "mrkdwn")
+
+    @model_validator(mode="after")
+    def _complete(self, info: ValidationInfo) -> Self:
+        missing_when_enabled(info, token=self.token, channel=self.channel)
+        return self
+
+
+def map_slack_error(exc: SlackApiError) -> ChannelError:
+    """Classify a Slack Web API failure."""
+    response = exc.response
+    status = int(getattr(response, "status_code", None) or getattr(response, "status", 0) or 0)
+    data = getattr(response, "data", None)
+    error = str(data.get("error", "")) if isinstance(data, dict) else ""
+    headers = getattr(response, "headers", None) or {}
+    what = f"slack: {error or 'HTTP ' + str(status)}"
+    if status == 429 or error in ("ratelimited", "rate_limited"):
+        try:
+            retry_after = float(headers.get("Retry-After", "1"))
+        except (TypeError, ValueError):
+            retry_after = 1.0
+        return ChannelError(FailureReason.RATE_LIMITED, what, retryable=True, retry_after=max(retry_after, 0.0))
+    if status >= 500 or error in SERVER_ERRORS:
+        return ChannelError(FailureReason.SERVER_ERROR, what, retryable=True)
+    if error in AUTH_ERRORS or status in (401, 403):
+        return ChannelError(FailureReason.AUTH, what, retryable=False)
+    if error in NOT_FOUND_ERRORS or status == 404:
+        return ChannelError(FailureReason.NOT_FOUND, what, retryable=False)
+    if error in INVALID_ERRORS:
+        return ChannelError(FailureReason.INVALID, what, retryable=False)
+    return ChannelError(FailureReason.REJECTED, what, retryable=False)
+
+
+class SlackChannel:
+    """Posts and edits one Block Kit message per group in one Slack channel."""
+
+    digest_capacity = 300
+    """Alerts listed in one storm digest message (one compact line each)."""
+
+    def __init__(self, receiver: str, cfg: SlackConfig, links: dict[str, Any] | None = None) -> None:
+        self.receiver = receiver
+        self.cfg = cfg
+        self.channel = cfg.channel
+        self.links = links or {}
+        self.body = Template("mrkdwn", defaults.SLACK_BODY, cfg.template, name="template", receiver=receiver)
+        self._session: aiohttp.ClientSession | None = None
+        self._client: AsyncWebClient | None = None
+
+    def destination(self) -> str:
+        """The Slack channel."""
+        return f"slack:{self.channel}"
+
+    def rate_limit(self) -> RateLimit | None:
+        """Slack allows about one message per second per channel (5% under it: rendering and the network jitter)."""
+        return RateLimit(1.0 / JITTER_MARGIN, 1.0)
+
+    def _get_client(self) -> AsyncWebClient:
+        if self._client is None:
+            token = secret(self.cfg.token)
+            if not token:
+                raise ChannelError(FailureReason.AUTH, "slack: no token configured", retryable=False)
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.cfg.timeout))
+            self._client = AsyncWebClient(
+                token=token,
+                base_url=self.cfg.api_url,
+                session=self._session,
+                timeout=max(1, int(self.cfg.timeout)),
+                retry_handlers=[],
+            )
+        return self._client
+
+    def render(self, notification: Notification) -> tuple[str, list[dict[str, Any]], list[str]]:
+        """Return the fallback text, the blocks and any template errors for ``notification``."""
+        errors: list[str] = []
+
+        def attempt(n: int | None) -> tuple[dict[str, Any], list[dict[str, Any]], bool]:
+            ctx = build_context(notification, links=self.links, max_alerts=n)
+            errs: list[str] = []
+            body = self.body.render(ctx, errs)
+            blocks, cut = build_blocks(ctx, body, actions=self.cfg.actions)
+            if n is None:
+                errors.extend(errs)
+            return ctx, blocks, cut
+
+        ctx, blocks, _cut = fit(len(notification.alerts), attempt, lambda r: not r[2] and len(r[1]) <= MAX_BLOCKS)
+        return fallback_text(ctx), blocks, errors
+
+    async def send(self, notification: Notification, previous: MessageRef | None) -> MessageRef | None:
+        """Post the group's message, or update it when ``previous`` refers to a message still in use."""
+        client = self._get_client()
+        text, blocks, errors = self.render(notification)
+        report_template_errors(notification, errors)
+        status = "firing" if notification.firing else "resolved"
+        try:
+            if previous and previous.get("ts") and previous.get("channel"):
+                reopened = previous.get("status") == "resolved" and status == "firing"
+                if not reopened:
+                    try:
+                        await client.chat_update(
+                            channel=str(previous["channel"]), ts=str(previous["ts"]), text=text, blocks=blocks
+                        )
+                        return {"channel": previous["channel"], "ts": previous["ts"], "status": status}
+                    except SlackApiError as exc:
+                        data = getattr(exc.response, "data", None)
+                        if not (isinstance(data, dict) and data.get("error") in GONE_ERRORS):
+                            raise
+            response = await client.chat_postMessage(
+                channel=self.channel, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
+            )
+        except SlackApiError as exc:
+            raise map_slack_error(exc) from None
+        except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
+            raise ChannelError(FailureReason.TIMEOUT, "slack: request timed out", retryable=True) from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            message = redact(f"slack: {type(exc).__name__}: {exc}", [secret(self.cfg.token)])
+            raise ChannelError(FailureReason.CONNECTION, message, retryable=True) from exc
+        return {"channel": response.get("channel") or self.channel, "ts": response.get("ts"), "status": status}
+
+    async def aclose(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            await asyncio.sleep(0)
+        self._session = None
+        self._client = None
+
+
+def _build(receiver: str, cfg: Any, ctx: ChannelContext) -> SlackChannel:
+    assert isinstance(cfg, SlackConfig)
+    return SlackChannel(receiver, cfg, links_option(ctx.options))
+
+
+TYPE = ChannelType("slack", SlackConfig, _build, secret_free=False)

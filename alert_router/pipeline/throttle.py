@@ -1,0 +1,441 @@
+"""Rate limits per destination and storm control: the stage between routing and the channels.
+
+**Token buckets.** Every send attempt first takes a token from the bucket of its destination
+(:meth:`Channel.destination`), and from any bucket the channel shares with others (a Telegram bot's
+30 messages per second across chats). Rates come from the platform (:meth:`Channel.rate_limit`) unless
+the receiver sets ``rate_limit: {rate, burst}``. Waiting for a token is not a failure; a wait longer
+than a third of the delivery lease puts the item back in the store for later instead of holding it.
+A 429's ``Retry-After`` also pushes the destination's bucket back, so that no other delivery to it
+goes out before the platform said so.
+
+**Storm control.** When a destination's backlog (pending ``notify`` items) reaches
+``delivery.storm.threshold`` (or the receiver's ``storm: {threshold}``), the item being delivered
+waits for the destination's next token, then sweeps up the others pending for it (one round at a time
+per destination; items claimed meanwhile go back for the next round), and they go out as digest messages
+("37 alerts firing in prod: …, and 12 more") listing every alert once, in its latest state; the
+channel's ``digest_capacity`` bounds the alerts per message. The swept items are marked done together,
+only after every digest message was confirmed; a failure puts them all back (or, if permanent, sends
+each to the receiver's fallback). Nothing is dropped and pending work stays in the store across restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import structlog
+from pydantic import Field
+
+from alert_router.channels.base import Channel, ChannelError, RateLimit
+from alert_router.configbase import ConfigModel
+from alert_router.models import Alert, Notification
+from alert_router.render.context import SEVERITY_ORDER
+from alert_router.store.base import NewOutboxItem, OutboxItem
+
+if TYPE_CHECKING:
+    from alert_router.config import Config, ReceiverSpec
+    from alert_router.pipeline.deliver import Deliverer
+
+log = structlog.get_logger("alert_router.throttle")
+
+DEFAULT_DIGEST_CAPACITY = 200
+DIGEST_RULE = "storm-digest"
+
+
+@runtime_checkable
+class DigestStore(Protocol):
+    """What storm control needs from a store beyond :class:`~alert_router.store.base.Store`.
+
+    Optional: a store without these methods simply never coalesces (``SQLiteStore`` has them).
+    """
+
+    async def backlog(self, kind: str, dest: str) -> int:
+        """Pending items of ``kind`` for ``dest``, claimed or not."""
+        ...
+
+    async def claim_dest(
+        self, kind: str, dest: str, owner: str, limit: int, lease: float, now: float, seed_id: int | None = None
+    ) -> list[OutboxItem]:
+        """Claim up to ``limit`` unclaimed pending items for ``dest``, oldest first, due or not.
+
+        A group is skipped while an earlier item of it is claimed (other than ``seed_id``), so a digest
+        never overtakes a delivery in flight.
+        """
+        ...
+
+    async def finish_outbox_many(
+        self,
+        items: Sequence[OutboxItem],
+        owner: str,
+        *,
+        ok: bool,
+        now: float,
+        error: str | None = None,
+        follow_ups: Sequence[NewOutboxItem] = (),
+    ) -> bool:
+        """Record one outcome (and follow-up work) for all ``items`` in one transaction.
+
+        Changes nothing and returns ``False`` when the lease of any of them was lost.
+        """
+        ...
+
+
+class StormConfig(ConfigModel):
+    """``delivery.storm``: coalesce a destination's backlog into digests past ``threshold`` pending items."""
+
+    threshold: int = Field(default=20, ge=0, description="pending items for one destination; 0 turns it off")
+    max_items: int = Field(default=1000, ge=2, le=100_000, description="items swept into one digest round")
+
+
+class Deferred(Exception):
+    """Raised instead of waiting when the next token is more than the allowed wait away."""
+
+    def __init__(self, delay: float, key: str) -> None:
+        self.delay = delay
+        self.key = key
+        super().__init__(f"rate limit of {key}: next slot in {delay:.1f}s")
+
+
+class TokenBucket:
+    """A token bucket as a virtual schedule (GCRA): reservations are handed out in order, never early.
+
+    ``rate`` tokens per second, ``burst`` at most at once. :meth:`reserve` books the next slot and
+    returns how long to wait for it.
+    """
+
+    def __init__(self, rate: float, burst: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self.clock = clock
+        self._tat = 0.0  # theoretical arrival time of the next conforming request
+
+    @property
+    def interval(self) -> float:
+        """Seconds per token."""
+        return 1.0 / self.rate
+
+    def configure(self, rate: float, burst: float) -> None:
+        """Change the rate and burst, keeping the schedule."""
+        self.rate, self.burst = rate, burst
+
+    def delay(self, now: float | None = None) -> float:
+        """Seconds until a token is available, without taking it."""
+        now = self.clock() if now is None else now
+        tolerance = (self.burst - 1.0) * self.interval
+        return max(0.0, self._tat - tolerance - now)
+
+    def reserve_at(self, at: float) -> None:
+        """Book the slot at time ``at`` (which must not be earlier than ``now + delay()``)."""
+        self._tat = max(self._tat, at) + self.interval
+
+    def reserve(self, now: float | None = None) -> float:
+        """Book the next slot; return the seconds to wait for it."""
+        now = self.clock() if now is None else now
+        wait = self.delay(now)
+        self.reserve_at(now + wait)
+        return wait
+
+    def penalize(self, seconds: float, now: float | None = None) -> None:
+        """Let nothing through for ``seconds`` (a platform's ``Retry-After``)."""
+        now = self.clock() if now is None else now
+        tolerance = (self.burst - 1.0) * self.interval
+        self._tat = max(self._tat, now + seconds + tolerance)
+
+
+class Throttle:
+    """The token buckets of all destinations of one process."""
+
+    def __init__(
+        self,
+        receivers: Mapping[str, ReceiverSpec] | None = None,
+        *,
+        max_wait: float = 20.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+    ) -> None:
+        self.receivers = receivers or {}
+        self.max_wait = max_wait
+        self.clock = clock
+        self.sleep = sleep
+        self.buckets: dict[str, TokenBucket] = {}
+
+    def limits(self, channel: Channel) -> list[tuple[str, RateLimit]]:
+        """The buckets a send through ``channel`` draws from: its destination's, then shared ones."""
+        spec = self.receivers.get(channel.receiver)
+        own: RateLimit | None
+        own = RateLimit(spec.rate, spec.burst or 1.0) if spec is not None and spec.rate else channel.rate_limit()
+        out = [(channel.destination(), own)] if own is not None else []
+        shared = getattr(channel, "shared_rate_limits", None)
+        if callable(shared):
+            out.extend(shared())
+        return out
+
+    def _bucket(self, key: str, limit: RateLimit) -> TokenBucket:
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            bucket = self.buckets[key] = TokenBucket(limit.rate, limit.burst, self.clock)
+        elif (bucket.rate, bucket.burst) != (limit.rate, limit.burst):
+            bucket.configure(limit.rate, limit.burst)
+        return bucket
+
+    def delay(self, channel: Channel) -> float:
+        """Seconds until ``channel`` could send, without booking anything."""
+        now = self.clock()
+        return max((self._bucket(key, limit).delay(now) for key, limit in self.limits(channel)), default=0.0)
+
+    def reserve(self, channel: Channel) -> float:
+        """Book the next slot in every bucket of ``channel``; return the wait, or raise :class:`Deferred`."""
+        buckets = [(key, self._bucket(key, limit)) for key, limit in self.limits(channel)]
+        if not buckets:
+            return 0.0
+        now = self.clock()
+        waits = [(b.delay(now), key) for key, b in buckets]
+        wait, key = max(waits)
+        if wait > self.max_wait:
+            raise Deferred(wait, key)
+        for _, b in buckets:
+            b.reserve_at(now + wait)
+        return wait
+
+    async def acquire(self, channel: Channel) -> float:
+        """Wait for a token for ``channel``; return the seconds waited (raise :class:`Deferred` if too long)."""
+        wait = self.reserve(channel)
+        if wait > 0:
+            await self.sleep(wait)
+        return wait
+
+    def penalize(self, channel: Channel, seconds: float) -> None:
+        """Hold ``channel``'s destination back for ``seconds``."""
+        if seconds <= 0:
+            return
+        for key, limit in self.limits(channel)[:1]:
+            self._bucket(key, limit).penalize(seconds, self.clock())
+
+
+# -- storm control ------------------------------------------------------------------------------------
+
+
+def _sort_key(a: Alert) -> tuple[bool, int, str, datetime]:
+    return (not a.is_firing, SEVERITY_ORDER.get(a.severity.lower(), 9), a.name, a.starts_at)
+
+
+def _common(alerts: Sequence[Alert]) -> dict[str, str]:
+    if not alerts:
+        return {}
+    common = dict(alerts[0].labels)
+    for a in alerts[1:]:
+        common = {k: v for k, v in common.items() if a.labels.get(k) == v}
+    return common
+
+
+def coalesce(items: Sequence[OutboxItem], dest: str, capacity: int) -> list[Notification]:
+    """Turn several pending notifications for ``dest`` into digest notifications of at most ``capacity`` alerts.
+
+    Every alert of every item appears exactly once, in its latest known state (later items win).
+    """
+    alerts: dict[str, Alert] = {}
+    groups: set[str] = set()
+    changed: list[str] = []
+    external_url = ""
+    received: list[datetime] = []
+    for item in sorted(items, key=lambda i: i.id):
+        n = Notification.model_validate(item.payload)
+        groups.add(n.group_key)
+        external_url = external_url or n.external_url
+        received.append(n.received_at)
+        for a in n.alerts:
+            alerts.pop(a.fingerprint, None)
+            alerts[a.fingerprint] = a
+        changed.extend(f for f in n.changed if f not in changed)
+    ordered = sorted(alerts.values(), key=_sort_key)
+    capacity = max(1, capacity)
+    chunks = [ordered[i : i + capacity] for i in range(0, len(ordered), capacity)] or [[]]
+    when = max(received) if received else datetime.now(UTC)
+    out = []
+    for part, chunk in enumerate(chunks, start=1):
+        fps = {a.fingerprint for a in chunk}
+        out.append(
+            Notification(
+                receiver=dest,
+                rule=DIGEST_RULE,
+                group_key=f"digest:{dest}",
+                status="firing" if any(a.is_firing for a in chunk) else "resolved",
+                alerts=chunk,
+                changed=[f for f in changed if f in fps],
+                common_labels=_common(chunk),
+                external_url=external_url,
+                received_at=when,
+                extra={
+                    "digest": {
+                        "groups": len(groups),
+                        "notifications": len(items),
+                        "part": part,
+                        "parts": len(chunks),
+                        "alerts": len(ordered),
+                    }
+                },
+            )
+        )
+    return out
+
+
+@dataclass
+class DigestOutcome:
+    """What one digest round did (for tests and logs)."""
+
+    items: int
+    messages: int
+    alerts: int
+    ok: bool
+
+
+class StormControl:
+    """Decides when a destination is in a storm and delivers its backlog as digests."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        storm = getattr(config.settings.delivery, "storm", None)
+        self.settings = storm if isinstance(storm, StormConfig) else StormConfig()
+        self.last: DigestOutcome | None = None
+        self._active: set[str] = set()  # destinations with a digest round in progress in this process
+
+    def threshold(self, dest: str) -> int:
+        """The backlog at which ``dest`` switches to digests (0: never)."""
+        spec = self.config.receivers.get(dest)
+        own = getattr(spec, "storm_threshold", None) if spec is not None else None
+        return int(own) if own is not None else self.settings.threshold
+
+    async def maybe_digest(self, deliverer: Deliverer, item: OutboxItem, channel: Channel) -> bool:
+        """Deliver ``item`` and the rest of its destination's backlog as digests if it is a storm.
+
+        Returns ``False`` (and does nothing) when there is no storm, so the caller delivers ``item`` normally.
+        """
+        threshold = self.threshold(item.dest)
+        store = deliverer.store
+        if threshold <= 0 or not isinstance(store, DigestStore):
+            return False
+        backlog = await store.backlog("notify", item.dest)
+        if backlog < threshold:
+            return False
+        cfg = deliverer.config.settings.delivery
+        if item.dest in self._active:
+            # Another round is sweeping this destination: the item waits for the next one (not a failure).
+            now = time.time()
+            await store.retry_outbox(item, deliverer.owner, now + 1.0, "storm: waiting for the next digest", now)
+            return True
+        self._active.add(item.dest)
+        try:
+            # Sweep only once the destination can take a message: the digest then holds everything
+            # that arrived while we waited.
+            wait = deliverer.throttle.delay(channel)
+            if wait > 0:
+                await asyncio.sleep(min(wait, deliverer.throttle.max_wait))
+            others: list[OutboxItem] = await store.claim_dest(
+                "notify", item.dest, deliverer.owner, self.settings.max_items - 1, cfg.lease, time.time(), item.id
+            )
+            if not others:
+                return False
+            await self._round(deliverer, channel, item, others, backlog)
+        finally:
+            self._active.discard(item.dest)
+        return True
+
+    async def _round(
+        self, deliverer: Deliverer, channel: Channel, item: OutboxItem, others: list[OutboxItem], backlog: int
+    ) -> None:
+        items = [item, *others]
+        capacity = int(getattr(channel, "digest_capacity", DEFAULT_DIGEST_CAPACITY))
+        digests = coalesce(items, item.dest, capacity)
+        total = sum(len(d.alerts) for d in digests)
+        log.warning(
+            "alert storm: coalescing pending notifications into digests",
+            receiver=item.dest,
+            backlog=backlog,
+            notifications=len(items),
+            alerts=total,
+            messages=len(digests),
+        )
+        await self._deliver(deliverer, channel, items, digests)
+
+    async def _deliver(
+        self, deliverer: Deliverer, channel: Channel, items: list[OutboxItem], digests: list[Notification]
+    ) -> None:
+        store = deliverer.store
+        assert isinstance(store, DigestStore)
+        dest = items[0].dest
+        ids = [i.id for i in items]
+        lease = deliverer.config.settings.delivery.lease
+        total = sum(len(d.alerts) for d in digests)
+        try:
+            for digest in digests:
+                await store.extend_lease("outbox", ids, deliverer.owner, time.time() + lease)
+                await deliverer.send_with_retries(channel, digest, None)
+                if digest.extra.get("template_errors"):
+                    deliverer.metrics.delivery_failures.labels(dest, "template").inc()
+        except Deferred as exc:
+            await self._release(deliverer, items, exc.delay, str(exc))
+            self.last = DigestOutcome(len(items), len(digests), total, False)
+            return
+        except ChannelError as exc:
+            deliverer.metrics.delivery_failures.labels(dest, exc.reason.value).inc()
+            oldest = min(i.created_at for i in items)
+            if exc.retryable and time.time() - oldest < deliverer.config.settings.delivery.give_up_after:
+                delay = max(exc.retry_after or 0.0, 5.0 * random.uniform(0.8, 1.2))
+                log.warning(
+                    "digest postponed", receiver=dest, notifications=len(items), error=str(exc), retry_in=delay
+                )
+                await self._release(deliverer, items, delay, f"{exc.reason.value}: {exc}")
+                self.last = DigestOutcome(len(items), len(digests), total, False)
+                return
+            spec = deliverer.config.receivers.get(dest)
+            follow_ups: list[NewOutboxItem] = []
+            if spec is not None and spec.fallback:
+                for i in items:
+                    if i.payload.get("extra", {}).get("fallback_from"):
+                        continue
+                    payload = {
+                        **i.payload,
+                        "receiver": spec.fallback,
+                        "extra": {
+                            **i.payload.get("extra", {}),
+                            "fallback_from": dest,
+                            "fallback_reason": f"{exc.reason.value}: {exc}",
+                        },
+                    }
+                    follow_ups.append(NewOutboxItem("notify", spec.fallback, i.group_key, payload))
+            log.error(
+                "digest delivery failed permanently",
+                receiver=dest,
+                notifications=len(items),
+                reason=exc.reason.value,
+                error=str(exc),
+                fallback=spec.fallback if spec else None,
+            )
+            deliverer.metrics.notifications.labels(dest, "failed").inc(len(items))
+            await store.finish_outbox_many(
+                items, deliverer.owner, ok=False, now=time.time(), error=f"{exc.reason.value}: {exc}",
+                follow_ups=follow_ups,
+            )
+            if follow_ups:
+                deliverer.wake.set()
+            self.last = DigestOutcome(len(items), len(digests), total, False)
+            return
+        ok = await store.finish_outbox_many(items, deliverer.owner, ok=True, now=time.time())
+        if ok:
+            deliverer.metrics.notifications.labels(dest, "digested").inc(len(items))
+        else:
+            log.warning("lease lost after a digest; another worker may repeat it", receiver=dest)
+        self.last = DigestOutcome(len(items), len(digests), total, ok)
+
+    @staticmethod
+    async def _release(deliverer: Deliverer, items: Sequence[OutboxItem], delay: float, error: str) -> None:
+        now = time.time()
+        for i in items:
+            await deliverer.store.retry_outbox(i, deliverer.owner, now + delay, error, now)

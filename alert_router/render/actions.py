@@ -1,0 +1,78 @@
+"""The buttons on alert messages and how they are encoded; the chat-commands stage decodes them.
+
+One encoding serves Slack (``action_id`` + ``value``) and Telegram (``callback_data``, at most 64
+bytes)::
+
+    ar1:<action>:<alert>:<group>
+
+``action`` is ``ack``, ``sil1h`` or ``rb``; ``alert`` is the first 8 characters of the alert's
+fingerprint, or ``*`` for every firing alert of the group; ``group`` is :func:`~alert_router.render.context.group_id`
+of the Alertmanager group key (8 hex digits). Example: ``ar1:ack:2bb1035c:5f1e0a9d`` (25 bytes).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+PREFIX = "ar1"
+SLACK_ACTION_PREFIX = "alert_router."
+_VALUE = re.compile(r"^ar1:(ack|sil1h|rb):([0-9a-zA-Z]{1,16}|\*):([0-9a-f]{8})$")
+
+
+class Action(enum.StrEnum):
+    """What a button asks for."""
+
+    ACK = "ack"
+    SILENCE_1H = "sil1h"
+    RUNBOOK = "rb"
+
+    @property
+    def label(self) -> str:
+        """The button's text."""
+        return {"ack": "Ack", "sil1h": "Silence 1h", "rb": "Run runbook"}[self.value]
+
+    @property
+    def slack_action_id(self) -> str:
+        """The Slack ``action_id`` of this button (``alert_router.ack`` ...)."""
+        return SLACK_ACTION_PREFIX + self.value
+
+
+@dataclass(frozen=True)
+class ActionRef:
+    """A decoded button press: the action, the alert (short id or ``*``) and the group id."""
+
+    action: Action
+    alert: str
+    group: str
+
+    def encode(self) -> str:
+        """The wire form, at most 64 bytes."""
+        return f"{PREFIX}:{self.action.value}:{self.alert}:{self.group}"
+
+    @property
+    def whole_group(self) -> bool:
+        """Whether the button means every firing alert of the group."""
+        return self.alert == "*"
+
+
+def encode_action(action: Action, alert_short_id: str | None, group: str) -> str:
+    """Encode a button; ``alert_short_id`` ``None`` means the whole group."""
+    return ActionRef(action, alert_short_id or "*", group).encode()
+
+
+def decode_action(value: str) -> ActionRef | None:
+    """Decode a Slack ``value`` or Telegram ``callback_data``; ``None`` if it is not ours or malformed."""
+    m = _VALUE.match(value.strip())
+    if m is None:
+        return None
+    return ActionRef(Action(m.group(1)), m.group(2), m.group(3))
+
+
+def message_actions(firing: bool, alert_short_ids: list[str], group: str) -> list[tuple[Action, str]]:
+    """The buttons for a message: none once resolved; aimed at the one firing alert, or the whole group."""
+    if not firing:
+        return []
+    target = alert_short_ids[0] if len(alert_short_ids) == 1 else None
+    return [(a, encode_action(a, target, group)) for a in (Action.ACK, Action.SILENCE_1H, Action.RUNBOOK)]
