@@ -15,15 +15,20 @@ import structlog
 from aiohttp import web
 
 from alert_router.api.health import healthz, metrics, readyz
+from alert_router.api.runs import add_routes as add_runs_routes
 from alert_router.api.webhook import webhook
 from alert_router.appkeys import RUNTIME, Runtime
 from alert_router.channels import REGISTRY
 from alert_router.channels.base import Channel, ChannelContext
+from alert_router.chat.service import add_routes as add_chat_routes
+from alert_router.chat.service import start_chat
 from alert_router.config import Config
+from alert_router.enrich.stage import EnrichmentStage
 from alert_router.errors import StoreUnavailable
 from alert_router.metrics import Metrics
 from alert_router.pipeline.deliver import Deliverer
 from alert_router.pipeline.ingest import Ingestor
+from alert_router.remediation.worker import build_worker as build_runbook_worker
 from alert_router.store import create_store
 from alert_router.store.base import Store
 
@@ -75,7 +80,8 @@ def build_app(
 ) -> web.Application:
     """Build the application for ``config``; the store opens and the workers start with the app."""
     app = web.Application(client_max_size=config.settings.webhook.max_body_bytes + 1)
-    rt = Runtime(config=config, store=store or create_store(config.store_url), metrics=Metrics(), owner=owner_id())
+    store = store or create_store(config.store_url, config.settings.postgres)
+    rt = Runtime(config=config, store=store, metrics=Metrics(), owner=owner_id())
     app[RUNTIME] = rt
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
@@ -87,10 +93,18 @@ def build_app(
         ingestor.wake_delivery = deliverer.wake
         rt.services["ingestor"] = ingestor
         rt.services["deliverer"] = deliverer
+        runbooks = build_runbook_worker(rt, deliverer.wake)
+        ingestor.wake_runbooks = runbooks.wake
+        enricher = EnrichmentStage(config, rt.metrics)
+        deliverer.enrich = enricher if enricher.active else None
+        rt.services["enricher"] = enricher
+        chat = start_chat(rt, deliverer)  # after the enricher: it wraps deliverer.enrich to show acks
         tasks = [
             asyncio.create_task(ingestor.run(), name="ingest"),
             asyncio.create_task(deliverer.run(), name="deliver"),
+            asyncio.create_task(runbooks.run(), name="remediation"),
             asyncio.create_task(_prune_loop(rt), name="prune"),
+            asyncio.create_task(chat.run(), name="chat"),
             *(asyncio.create_task(w(rt)) for w in (extra_workers or [])),
         ]
         rt.ready = True
@@ -112,9 +126,13 @@ def build_app(
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await chat.aclose()
             for ch in rt.channels.values():
                 with contextlib.suppress(Exception):
                     await ch.aclose()
+            with contextlib.suppress(Exception):
+                await enricher.aclose()
             await rt.store.close()
 
     app.cleanup_ctx.append(lifecycle)
@@ -122,4 +140,6 @@ def build_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    add_runs_routes(app)
+    add_chat_routes(app)
     return app

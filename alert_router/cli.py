@@ -96,7 +96,31 @@ def cmd_route_test(args: argparse.Namespace) -> int:
         print(f"runbook: {name}{note}")
     if not runbooks:
         print("runbooks: (none)")
+    from alert_router.enrich.stage import describe_queries
+
+    for line in describe_queries(config, list(result.rules), labels):
+        print(line)
     return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """List runbook runs (newest first)."""
+    from alert_router.remediation.commands import config_or_exit, runs_command
+
+    config = config_or_exit(lambda: _load(args))
+    return runs_command(config, status=args.status, runbook=args.runbook, limit=args.limit, as_json=args.json)
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Print or verify the hash-chained audit log."""
+    from alert_router.remediation.commands import audit_list_command, audit_verify_command, config_or_exit
+
+    config = config_or_exit(lambda: _load(args))
+    if args.audit_command == "verify":
+        return audit_verify_command(config)
+    return audit_list_command(
+        config, since=args.since, runbook=args.runbook, run_id=args.run, limit=args.limit, as_json=args.json
+    )
 
 
 def format_matchers_of(labels: dict[str, str]) -> str:
@@ -107,6 +131,47 @@ def format_matchers_of(labels: dict[str, str]) -> str:
         return format_matchers(Matcher.create(k, MatchOp.EQ, v) for k, v in labels.items())
     except MatcherError:
         return str(labels)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Apply the store's schema migrations (``--status``: only show them; exit 3 when some are pending)."""
+    from alert_router.store.admin import migrate_command
+
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return 1
+    return migrate_command(config, status_only=args.status)
+
+
+def cmd_telegram(args: argparse.Namespace) -> int:
+    """Manage the chat bot's Telegram webhook: ``set-webhook URL``, ``delete-webhook``, ``webhook-info``."""
+    import asyncio
+
+    from telegram.error import TelegramError
+
+    from alert_router.api.telegram import webhook_admin
+
+    try:
+        config = _load(args)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return 1
+    cfg = config.settings.chat.telegram
+    if not cfg.enabled:
+        print("error: chat.telegram.token is not configured", file=sys.stderr)
+        return 2
+    action = {"set-webhook": "set", "delete-webhook": "delete", "webhook-info": "info"}[args.telegram_command]
+    try:
+        print(asyncio.run(webhook_admin(cfg, action, getattr(args, "url", ""),
+                                        drop_pending_updates=getattr(args, "drop_pending_updates", False))))
+    except (TelegramError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,6 +198,45 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("labels", nargs="*", metavar="LABEL=VALUE")
     p.set_defaults(func=cmd_route_test)
+
+    p = sub.add_parser("runs", help="list runbook runs (pending approvals, outcomes)")
+    common(p)
+    p.add_argument("--status", help="only runs with this status (e.g. pending_approval)")
+    p.add_argument("--runbook", help="only runs of this runbook")
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_runs)
+
+    p = sub.add_parser("audit", help="the remediation audit log: list | verify")
+    audit = p.add_subparsers(dest="audit_command", required=True)
+    q = audit.add_parser("list", help="print audit records")
+    common(q)
+    q.add_argument("--since", help="a duration (1h), an RFC 3339 time or a Unix timestamp")
+    q.add_argument("--runbook", help="only records of this runbook")
+    q.add_argument("--run", type=int, help="only records of this run id")
+    q.add_argument("--limit", type=int, help="only the last N records")
+    q.add_argument("--json", action="store_true", help="one JSON object per line")
+    q = audit.add_parser("verify", help="check the hash chain; exit 1 if any record was edited, removed or reordered")
+    common(q)
+    p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("migrate", help="apply the store's schema migrations (the service also does at start)")
+    common(p)
+    p.add_argument("--status", action="store_true", help="only show the schema version and pending migrations")
+    p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("telegram", help="Telegram bot webhook: set-webhook URL | delete-webhook | webhook-info")
+    tg = p.add_subparsers(dest="telegram_command", required=True)
+    q = tg.add_parser("set-webhook", help="register URL (https://HOST/telegram/webhook) with the configured secret")
+    common(q)
+    q.add_argument("url", metavar="URL")
+    q.add_argument("--drop-pending-updates", action="store_true", help="discard updates Telegram holds")
+    q = tg.add_parser("delete-webhook", help="remove the webhook (polling mode does this by itself)")
+    common(q)
+    q.add_argument("--drop-pending-updates", action="store_true", help="discard updates Telegram holds")
+    q = tg.add_parser("webhook-info", help="show the registered webhook and its last error")
+    common(q)
+    p.set_defaults(func=cmd_telegram)
     return parser
 
 

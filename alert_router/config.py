@@ -12,14 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, TypeAdapter, ValidationError, field_validator
 
 from alert_router.channels import REGISTRY
+from alert_router.chat.settings import ChatSettings, EscalatePolicy
 from alert_router.configbase import ConfigModel
 from alert_router.durations import Duration
+from alert_router.enrich.settings import EnrichSettings
 from alert_router.errors import ConfigError, MatcherError, Problem
 from alert_router.matchers import Matcher, parse_matcher_list
+from alert_router.pipeline.throttle import StormConfig
 from alert_router.remediation.runbook import Runbook, load_runbook
+from alert_router.remediation.settings import KubernetesConfig, RemediationConfig
+from alert_router.store.pgsettings import PostgresConfig
 from alert_router.yamlfile import LineMap, YamlDocument, load_yaml
 
 DEFAULT_CONFIG_NAME = "alert-router.yaml"
@@ -64,13 +69,14 @@ class DeliveryConfig(ConfigModel):
     attempt_timeout: Duration = 15.0
     retry_for: Duration = 30.0
     give_up_after: Duration = 6 * 3600.0
+    postpone: Duration = 5.0
     lease: Duration = 60.0
+    storm: StormConfig = StormConfig()
 
 
 class IngestConfig(ConfigModel):
-    """Workers that turn stored webhooks into notifications."""
+    """The stage that turns stored webhooks into notifications (one loop per process; replicas add loops)."""
 
-    workers: int = Field(default=2, ge=1, le=64)
     lease: Duration = 60.0
     poll_interval: Duration = 1.0
 
@@ -110,9 +116,14 @@ class Settings(ConfigModel):
     dedup: DedupConfig = DedupConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     retention: RetentionConfig = RetentionConfig()
+    postgres: PostgresConfig = PostgresConfig()  # pool and timeouts of a postgresql:// store (docs/replicas.md)
     links: LinksConfig = LinksConfig()
+    enrich: EnrichSettings = EnrichSettings()
     log: LogConfig = LogConfig()
     dry_run: bool = True
+    kubernetes: KubernetesConfig = KubernetesConfig()
+    remediation: RemediationConfig = RemediationConfig()
+    chat: ChatSettings = ChatSettings()  # Slack/Telegram commands, Alertmanager API, roles (docs/chat.md)
     receivers: list[dict[str, Any]] = Field(default_factory=list)
     rules: str | list[str] = "rules"
     runbooks: str | list[str] = "runbooks"
@@ -150,6 +161,8 @@ class ReceiverSpec:
     rate: float | None
     burst: float | None
     line: int
+    enabled: bool = True
+    storm_threshold: int | None = None
 
 
 class RuleModel(ConfigModel):
@@ -160,6 +173,8 @@ class RuleModel(ConfigModel):
     receivers: list[str] = Field(default_factory=list)
     runbooks: list[str] = Field(default_factory=list)
     continue_: bool = Field(default=False, alias="continue")
+    enrich: EnrichSettings | None = None  # merged over the global `enrich:` (docs/enrichment.md)
+    escalate: EscalatePolicy | None = None  # unacked firing alerts go on to more receivers (docs/chat.md)
 
     @field_validator("match")
     @classmethod
@@ -275,7 +290,7 @@ def _yaml_files(base: Path, spec: str | list[str]) -> tuple[list[Path], list[Pro
 def _load_receivers(settings: Settings, lines: LineMap) -> tuple[dict[str, ReceiverSpec], list[Problem]]:
     receivers: dict[str, ReceiverSpec] = {}
     problems: list[Problem] = []
-    common = {"name", "fallback", "rate_limit"}
+    common = {"name", "fallback", "rate_limit", "enabled", "storm"}
     for i, raw in enumerate(settings.receivers):
         path: tuple[str | int, ...] = ("receivers", i)
         line = lines.line_of(path)
@@ -297,8 +312,17 @@ def _load_receivers(settings: Settings, lines: LineMap) -> tuple[dict[str, Recei
                 )
             )
             continue
+        try:  # `enabled: ${SLACK_ENABLED:-false}`: a switched-off receiver may lack its secrets
+            enabled = TypeAdapter(bool).validate_python(raw.get("enabled", True))
+        except ValidationError:
+            problems.append(lines.problem((*path, "enabled"), f"receiver {name!r}: enabled must be true or false"))
+            continue
+        storm = raw.get("storm")
+        storm_threshold = storm.get("threshold") if isinstance(storm, dict) else None
+        if storm is not None and (not isinstance(storm_threshold, int) or storm_threshold < 0 or len(storm) != 1):
+            problems.append(lines.problem((*path, "storm"), f"receiver {name!r}: storm needs {{threshold: N >= 0}}"))
         try:
-            cfg = REGISTRY[key].config.model_validate(raw[key] or {})
+            cfg = REGISTRY[key].config.model_validate(raw[key] or {}, context={"enabled": enabled})
         except ValidationError as exc:
             problems.extend(_problems(exc, lines, (*path, key)))
             continue
@@ -321,7 +345,8 @@ def _load_receivers(settings: Settings, lines: LineMap) -> tuple[dict[str, Recei
             problems.append(lines.problem(path, f"duplicate receiver name {name!r}"))
         fallback = raw.get("fallback")
         receivers[name] = ReceiverSpec(
-            name, key, cfg, fallback if isinstance(fallback, str) else None, rate, burst, line
+            name, key, cfg, fallback if isinstance(fallback, str) else None, rate, burst, line, enabled,
+            storm_threshold if isinstance(storm_threshold, int) else None,
         )
     for spec in receivers.values():
         if spec.fallback is not None and spec.fallback not in receivers:
@@ -403,11 +428,17 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
             line = rdoc.lines.line_of(("rules", i))
             where = f"rule {rm.name!r}"
             if rm.name in seen:
-                problems.append(Problem(str(rdoc.path), line, f"{where}: duplicate rule name (first in {seen[rm.name]})"))
+                first = seen[rm.name]
+                problems.append(Problem(str(rdoc.path), line, f"{where}: duplicate rule name (first in {first})"))
             seen[rm.name] = f"{rdoc.path}:{line}"
             for j, r in enumerate(rm.receivers):
                 if r not in receivers:
-                    problems.append(rdoc.lines.problem(("rules", i, "receivers", j), f"{where}: unknown receiver {r!r}"))
+                    at = ("rules", i, "receivers", j)
+                    problems.append(rdoc.lines.problem(at, f"{where}: unknown receiver {r!r}"))
+            for j, r in enumerate(rm.escalate.receivers if rm.escalate else []):
+                if r not in receivers:
+                    problems.append(rdoc.lines.problem(("rules", i, "escalate", "receivers", j),
+                                                       f"{where}: escalate: unknown receiver {r!r}"))
             if not rm.receivers and not rm.runbooks:
                 problems.append(Problem(str(rdoc.path), line, f"{where}: needs receivers or runbooks"))
             rules.append(_compile_rule(rm, str(rdoc.path), line))
@@ -434,7 +465,7 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
         if bdoc is None:
             continue
         files.append(f)
-        rb, p = load_runbook(bdoc)
+        rb, p = load_runbook(bdoc, receivers=set(receivers))
         problems += p
         if rb is not None:
             if rb.name in runbooks:

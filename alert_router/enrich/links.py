@@ -62,6 +62,15 @@ def alertmanager_silence_url(alertmanager_url: str, labels: Mapping[str, str]) -
     return f"{base}/#/silences/new?filter={quote(alert_filter(labels), safe='')}"
 
 
+def alertmanager_urls(alertmanager_url: str, labels: Mapping[str, str]) -> tuple[str, str]:
+    """Both Alertmanager links for one alert (alert list, new silence), quoting the filter once."""
+    base = _base(alertmanager_url)
+    if not base:
+        return "", ""
+    q = quote(alert_filter(labels), safe="")
+    return f"{base}/#/alerts?filter={q}", f"{base}/#/silences/new?filter={q}"
+
+
 def grafana_explore_url(
     grafana_url: str, datasource_uid: str, query: str, start_ns: int, end_ns: int, *, org_id: int = 1
 ) -> str:

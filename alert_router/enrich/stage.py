@@ -35,8 +35,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from alert_router.configbase import secret
 from alert_router.enrich.links import (
-    alertmanager_alert_url,
-    alertmanager_silence_url,
+    alertmanager_urls,
     grafana_explore_url,
     safe_http_url,
 )
@@ -603,6 +602,7 @@ class EnrichmentStage:
         links: dict[str, dict[str, str]] = {}
         for alert in notification.alerts:
             g = windows.get(alert.fingerprint)
+            am_alert, am_silence = alertmanager_urls(am, alert.labels)
             links[alert.fingerprint] = {
                 "grafana": (
                     grafana_explore_url(
@@ -616,8 +616,8 @@ class EnrichmentStage:
                     if g is not None
                     else ""
                 ),
-                "alertmanager": alertmanager_alert_url(am, alert.labels),
-                "silence": alertmanager_silence_url(am, alert.labels),
+                "alertmanager": am_alert,
+                "silence": am_silence,
                 "generator": safe_http_url(alert.generator_url),
             }
         return links

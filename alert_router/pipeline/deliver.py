@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import structlog
@@ -26,6 +26,7 @@ from alert_router.config import Config
 from alert_router.errors import FailureReason, StoreUnavailable
 from alert_router.metrics import Metrics
 from alert_router.models import Notification
+from alert_router.pipeline.throttle import Deferred, StormControl, Throttle
 from alert_router.store.base import NewOutboxItem, OutboxItem, Store
 
 log = structlog.get_logger("alert_router.deliver")
@@ -62,16 +63,29 @@ class Deliverer:
         self.owner = owner
         self.wake = asyncio.Event()
         self._inflight: set[asyncio.Task[None]] = set()
+        # The enrichment stage (alert_router.enrich), set by app.py: bounded by its timeout, never raises.
+        self.enrich: Callable[[Notification], Awaitable[None]] | None = None
+        # Token buckets per destination and storm digests (alert_router.pipeline.throttle).
+        self.throttle = Throttle(config.receivers, max_wait=config.settings.delivery.lease / 3)
+        self.storm = StormControl(config)
 
     async def attempt(
         self, channel: Channel, notification: Notification, previous: MessageRef | None
     ) -> MessageRef | None:
-        """One send with the per-attempt timeout; a timeout becomes a retryable :class:`ChannelError`."""
+        """One send with the per-attempt timeout; a timeout becomes a retryable :class:`ChannelError`.
+
+        The destination's rate-limit token is taken first (waiting is not a failure; see ``throttle.py``).
+        """
+        await self.throttle.acquire(channel)
         try:
             async with asyncio.timeout(self.config.settings.delivery.attempt_timeout):
                 return await channel.send(notification, previous)
         except TimeoutError:
             raise ChannelError(FailureReason.TIMEOUT, "delivery attempt timed out", retryable=True) from None
+        except ChannelError as exc:
+            if exc.retry_after:
+                self.throttle.penalize(channel, exc.retry_after)
+            raise
 
     async def send_with_retries(
         self, channel: Channel, notification: Notification, previous: MessageRef | None
@@ -114,14 +128,29 @@ class Deliverer:
             self.metrics.notifications.labels(item.dest, "failed").inc()
             await self.store.finish_outbox(item, self.owner, ok=False, now=now(), error="receiver not configured")
             return
+        spec = self.config.receivers.get(item.dest)
+        if spec is not None and not spec.enabled:
+            log.debug("receiver disabled; notification skipped", receiver=item.dest, outbox_id=item.id)
+            self.metrics.notifications.labels(item.dest, "skipped").inc()
+            await self.store.finish_outbox(item, self.owner, ok=True, now=now(), error="skipped: receiver disabled")
+            return
+        if await self.storm.maybe_digest(self, item, channel):
+            return
         previous = await self.store.message_ref(item.dest, item.group_key)
+        if self.enrich is not None:
+            await self.enrich(notification)
         try:
             ref = await self.send_with_retries(channel, notification, previous)
+        except Deferred as exc:
+            log.debug("rate limit: delivery deferred", receiver=item.dest, outbox_id=item.id, delay=exc.delay)
+            await self.store.retry_outbox(item, self.owner, now() + exc.delay, str(exc), now())
+            return
         except ChannelError as exc:
             self.metrics.delivery_failures.labels(channel.receiver, exc.reason.value).inc()
             age = now() - item.created_at
+            cfg = self.config.settings.delivery
             if exc.retryable and age < self.config.settings.delivery.give_up_after:
-                delay = min(300.0, 5.0 * (2 ** min(item.attempts, 6))) * random.uniform(0.8, 1.2)
+                delay = min(300.0, cfg.postpone * (2 ** min(item.attempts - 1, 6))) * random.uniform(0.8, 1.2)
                 delay = max(delay, exc.retry_after or 0.0)
                 log.warning(
                     "delivery postponed",
@@ -136,6 +165,8 @@ class Deliverer:
                 return
             await self._fail(item, notification, exc)
             return
+        if notification.extra.get("template_errors"):  # a receiver template failed; its default was used
+            self.metrics.delivery_failures.labels(item.dest, FailureReason.TEMPLATE.value).inc()
         ok = await self.store.finish_outbox(item, self.owner, ok=True, now=now(), message_ref=ref)
         if ok:
             self.metrics.notifications.labels(item.dest, "sent").inc()
@@ -207,7 +238,8 @@ class Deliverer:
                     continue
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=poll)
+                    async with asyncio.timeout(poll):  # not wait_for: on 3.11 it can swallow a cancellation
+                        await self.wake.wait()
         finally:
             for t in list(self._inflight):
                 t.cancel()

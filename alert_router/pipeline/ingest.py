@@ -21,6 +21,7 @@ from alert_router.metrics import Metrics
 from alert_router.models import WebhookPayload, parse_payload
 from alert_router.pipeline.dedup import Observation
 from alert_router.pipeline.route import route_group
+from alert_router.remediation.plan import runbook_items
 from alert_router.store.base import InboxItem, NewOutboxItem, ObservedAlert, Planner, Store
 
 log = structlog.get_logger("alert_router.ingest")
@@ -65,6 +66,7 @@ def planner(config: Config, payload: WebhookPayload, received_at: float, metrics
                 "received_at": datetime.fromtimestamp(received_at, UTC).isoformat(),
             }
             items.append(NewOutboxItem("notify", gr.receiver, payload.group_key, payload_json))
+        items.extend(runbook_items(config, payload, changed, received_at))
         return items
 
     return plan
@@ -82,6 +84,7 @@ class Ingestor:
         self.owner = owner
         self.wake = asyncio.Event()
         self.wake_delivery = wake_delivery
+        self.wake_runbooks: asyncio.Event | None = None
 
     async def process(self, item: InboxItem) -> bool:
         """Process one claimed body; return whether it committed."""
@@ -109,6 +112,8 @@ class Ingestor:
                     self.metrics.alerts_changed.labels(a.status).inc()
             if result.enqueued and self.wake_delivery is not None:
                 self.wake_delivery.set()
+            if result.enqueued and self.wake_runbooks is not None:
+                self.wake_runbooks.set()
             log.debug(
                 "ingested",
                 inbox_id=item.id,
@@ -141,4 +146,5 @@ class Ingestor:
                 continue
             self.wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), timeout=poll)
+                async with asyncio.timeout(poll):  # not wait_for: on 3.11 it can swallow a cancellation
+                    await self.wake.wait()

@@ -5,16 +5,22 @@ from __future__ import annotations
 from pathlib import Path
 
 from alert_router.store.base import Store
+from alert_router.store.pgsettings import PostgresConfig
 
 
-def create_store(url: str) -> Store:
-    """Build the store for ``url`` (``sqlite:///PATH``; ``postgresql://…`` for several replicas)."""
+def create_store(url: str, postgres: PostgresConfig | None = None) -> Store:
+    """Build the store for ``url`` (``sqlite:///PATH``; ``postgresql://…`` for several replicas).
+
+    ``postgres`` holds the pool and timeout settings of the PostgreSQL store (``postgres:`` in the config).
+    """
     if url.startswith("sqlite:///"):
         from alert_router.store.sqlite import SQLiteStore
 
         return SQLiteStore(Path(url[len("sqlite:///") :]))
     if url.startswith(("postgresql://", "postgres://")):
-        raise ValueError("the PostgreSQL store is not available in this version")
+        from alert_router.store.postgres import PostgresStore
+
+        return PostgresStore(url, postgres)
     raise ValueError(f"unsupported store URL {url!r}")
 
 

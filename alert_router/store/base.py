@@ -14,11 +14,14 @@ the database cannot be reached.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from alert_router.audit import AuditChain, AuditEntry, AuditRecord
+from alert_router.chat.records import AckEffects, AckResult, Escalation, EscalationChange, NewEscalation, SentNotice
 from alert_router.pipeline.dedup import Observation
+from alert_router.remediation.runs import Admission, NewRun, Refusal, RunChange, RunEffects, RunRecord
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +74,8 @@ class AlertRecord:
     last_seen: float
     acked_by: str | None = None
     acked_at: float | None = None
+    changed_at: float | None = None
+    """When alert-router last saw the alert change state (for a firing alert: since when it pages)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,4 +190,144 @@ class Store(Protocol):
 
     async def prune(self, now: float, done_before: float) -> int:
         """Delete finished work older than ``done_before`` and expired dedup state; return rows deleted."""
+        ...
+
+    # -- remediation runs, target locks and the audit log (schema version 2) -----------------------
+
+    async def begin_run(
+        self,
+        run: NewRun,
+        admission: Admission,
+        now: float,
+        effects: Callable[[RunRecord, Refusal | None], RunEffects],
+    ) -> tuple[RunRecord, bool]:
+        """Create a run unless its guards refuse, atomically with the target lock and ``effects``.
+
+        Reads the target's lock and run history, applies :func:`~alert_router.remediation.runs.admit`;
+        admitted: stores ``run`` and takes the lock until ``admission.lease_until``; refused: stores the
+        run as ``skipped`` with the reason. ``effects(record, refusal)`` (pure) gives the audit records and
+        outbox items committed with it. A run whose ``trigger`` already exists is returned as it is, with
+        ``False`` (nothing is written): a re-delivered trigger never starts a second run.
+        """
+        ...
+
+    async def update_run(
+        self,
+        run_id: int,
+        *,
+        expect: Collection[str],
+        change: RunChange,
+        now: float,
+        effects: RunEffects | None = None,
+        expect_owner: str | None = None,
+    ) -> RunRecord | None:
+        """Apply ``change`` if the run's status is in ``expect`` (and its owner is ``expect_owner``, if given).
+
+        Returns the updated run, or ``None`` when the run is missing or another change won the race.
+        ``change.take_lock`` re-takes the target lock for the run (owner, lease); ``release_lock`` drops it.
+        """
+        ...
+
+    async def renew_run(self, run_id: int, owner: str, until: float) -> bool:
+        """Extend the lease of a running run and its target lock; ``False`` if the run is no longer ours."""
+        ...
+
+    async def run(self, run_id: int) -> RunRecord | None:
+        """One run."""
+        ...
+
+    async def runs(
+        self,
+        *,
+        status: str | None = None,
+        runbook: str | None = None,
+        fingerprint: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs, newest first, optionally filtered."""
+        ...
+
+    async def orphaned_runs(self, owner: str, now: float) -> list[RunRecord]:
+        """``running`` runs whose process is gone.
+
+        Embedded store: every one not owned by ``owner`` (one process owns the file); shared store: lease expired.
+        """
+        ...
+
+    async def append_audit(self, entries: Sequence[AuditEntry], now: float) -> list[AuditRecord]:
+        """Append records to the hash chain in one transaction."""
+        ...
+
+    async def audit_records(
+        self,
+        *,
+        since: float | None = None,
+        runbook: str | None = None,
+        run_id: int | None = None,
+        limit: int | None = None,
+    ) -> list[AuditRecord]:
+        """Audit records in sequence order (the last ``limit`` when given), optionally filtered."""
+        ...
+
+    async def audit_chain(self) -> AuditChain:
+        """The whole chain with its anchor and head, for verification."""
+        ...
+
+    async def prune_audit(self, before: float) -> int:
+        """Delete audit records older than ``before``, keeping the chain verifiable; return how many."""
+        ...
+
+    # -- chat commands: short ids, acks and escalation timers (schema version 3) -------------------
+
+    async def find_alerts(self, prefix: str, *, status: str | None = None, limit: int = 20) -> list[AlertRecord]:
+        """Alerts whose fingerprint starts with ``prefix`` (a short id), most recently changed first."""
+        ...
+
+    async def acks(self, fingerprints: Sequence[str]) -> dict[str, str]:
+        """``{fingerprint: acked_by}`` for the firing, acked alerts among ``fingerprints``."""
+        ...
+
+    async def sent_notices(self, group_key: str) -> list[SentNotice]:
+        """The latest delivered or pending ``notify`` item per receiver and message of a group.
+
+        Messages are the group's own (outbox group key = ``group_key``) and its escalation messages
+        (``<group_key>#escalation:<rule>:<step>``).
+        """
+        ...
+
+    async def ack_alerts(self, fingerprints: Sequence[str], user: str, now: float, effects: AckEffects) -> AckResult:
+        """Atomically ack the firing, unacked alerts among ``fingerprints`` (``acked_by``/``acked_at``).
+
+        In the same transaction: stop their active escalation timers (``stopped``, reason ``acked``), then
+        commit the outbox items and audit records that ``effects(snapshot)`` (pure) returns.
+        """
+        ...
+
+    async def start_escalations(self, timers: Sequence[NewEscalation], now: float) -> int:
+        """Start the timers that do not exist yet (key: fingerprint, rule, starts_at); return how many."""
+        ...
+
+    async def claim_escalations(self, owner: str, limit: int, lease: float, now: float) -> list[Escalation]:
+        """Claim active timers due at ``now``, earliest first, leased to ``owner`` until ``now + lease``."""
+        ...
+
+    async def update_escalations(
+        self,
+        changes: Sequence[EscalationChange],
+        owner: str,
+        now: float,
+        *,
+        follow_ups: Sequence[NewOutboxItem] = (),
+        audit: Sequence[AuditEntry] = (),
+    ) -> bool:
+        """Apply changes to claimed timers with their outbox items and audit records, all or nothing.
+
+        ``False`` (nothing written) when any timer is no longer leased to ``owner`` or no longer active.
+        """
+        ...
+
+    async def escalations(
+        self, *, status: str | None = None, fingerprint: str | None = None, limit: int = 1000
+    ) -> list[Escalation]:
+        """Stored timers, soonest due first, optionally filtered."""
         ...

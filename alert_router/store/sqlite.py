@@ -32,6 +32,8 @@ from alert_router.store.base import (
     Planner,
     QueueDepth,
 )
+from alert_router.store.sqlite_chat import SQLiteChatMixin
+from alert_router.store.sqlite_runs import SQLiteRunsMixin
 
 T = TypeVar("T")
 
@@ -89,19 +91,96 @@ SCHEMA = [
         PRIMARY KEY (dest, group_key)
     );
     """,
+    # version 2: remediation runs, per-target locks (lease + owner) and the hash-chained audit log
+    """
+    CREATE TABLE runbook_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        runbook TEXT NOT NULL,
+        target TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        group_key TEXT NOT NULL,
+        status TEXT NOT NULL,
+        dry_run INTEGER NOT NULL,
+        requested_by TEXT NOT NULL,
+        trigger_key TEXT UNIQUE,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        approval_expires_at REAL,
+        decided_by TEXT,
+        owner TEXT,
+        lease_until REAL,
+        step INTEGER NOT NULL DEFAULT 0,
+        summary TEXT NOT NULL DEFAULT '',
+        data TEXT NOT NULL
+    );
+    CREATE INDEX runbook_runs_history ON runbook_runs(runbook, target, started_at);
+    CREATE INDEX runbook_runs_status ON runbook_runs(status, id);
+    CREATE TABLE runbook_locks (
+        target TEXT PRIMARY KEY,
+        run_id INTEGER NOT NULL,
+        owner TEXT NOT NULL,
+        lease_until REAL NOT NULL,
+        acquired_at REAL NOT NULL
+    );
+    CREATE TABLE audit_log (
+        seq INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        event TEXT NOT NULL,
+        runbook TEXT,
+        run_id INTEGER,
+        target TEXT,
+        actor TEXT NOT NULL,
+        data TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    );
+    CREATE INDEX audit_log_ts ON audit_log(ts);
+    CREATE INDEX audit_log_run ON audit_log(run_id);
+    CREATE TABLE audit_meta (
+        key TEXT PRIMARY KEY,
+        seq INTEGER NOT NULL,
+        hash TEXT NOT NULL
+    );
+    """,
+    # version 3: escalation timers of chat commands (alert_router.chat.records; methods in sqlite_chat.py)
+    """
+    CREATE TABLE escalations (
+        fingerprint TEXT NOT NULL,
+        rule TEXT NOT NULL,
+        starts_at REAL NOT NULL,
+        group_key TEXT NOT NULL,
+        step INTEGER NOT NULL DEFAULT 0,
+        repeat INTEGER NOT NULL,
+        due_at REAL NOT NULL,
+        status TEXT NOT NULL,
+        reason TEXT, stopped_by TEXT,
+        owner TEXT, lease_until REAL,
+        created_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (fingerprint, rule, starts_at)
+    );
+    CREATE INDEX escalations_due ON escalations(status, due_at);
+    """,
 ]
 
 
-class SQLiteStore:
-    """The :class:`~alert_router.store.base.Store` on one SQLite file."""
+class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
+    """The :class:`~alert_router.store.base.Store` on one SQLite file.
 
-    def __init__(self, path: Path, *, synchronous: str = "FULL") -> None:
+    ``read_only=True`` opens an existing database for reading while the service runs (the CLI's
+    ``runs`` and ``audit`` commands): no process lock, no migrations, no writes.
+    """
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL", read_only: bool = False) -> None:
         self.path = path
         self.synchronous = synchronous
+        self.read_only = read_only
         self._executor: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
-        self._pending: list[tuple[bytes, str, float, asyncio.Future[int]]] = []
+        self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flushing = False
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -121,7 +200,66 @@ class SQLiteStore:
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in a write transaction shared with the other writes waiting at that moment.
+
+        Group commit: while one batch commits, the next collects; each write runs in its own savepoint,
+        so one failing write does not undo the others, and each caller learns its own outcome only once
+        the shared commit is durable.
+        """
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._writes.append((fn, fut))
+        if not self._flushing:
+            self._flushing = True
+            asyncio.get_running_loop().create_task(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        try:
+            while self._writes:
+                batch, self._writes = self._writes, []
+
+                def run_batch(conn: sqlite3.Connection, batch: list[Any] = batch) -> list[tuple[bool, Any]]:
+                    results: list[tuple[bool, Any]] = []
+                    conn.execute("BEGIN IMMEDIATE")
+                    for fn, _ in batch:
+                        conn.execute("SAVEPOINT w")
+                        try:
+                            results.append((True, fn(conn)))
+                            conn.execute("RELEASE w")
+                        except Exception as exc:
+                            conn.execute("ROLLBACK TO w")
+                            conn.execute("RELEASE w")
+                            results.append((False, exc))
+                    conn.execute("COMMIT")
+                    return results
+
+                try:
+                    results = await self._run(run_batch)
+                except Exception as exc:
+                    err = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
+                    for _, fut in batch:
+                        if not fut.done():
+                            fut.set_exception(err)
+                    continue
+                for (_, fut), (ok, value) in zip(batch, results, strict=True):
+                    if fut.done():
+                        continue
+                    if ok:
+                        fut.set_result(value)
+                    elif isinstance(value, sqlite3.Error):
+                        fut.set_exception(StoreUnavailable(f"sqlite: {value}"))
+                    else:
+                        fut.set_exception(value)
+        finally:
+            self._flushing = False
+
     def _connect(self) -> sqlite3.Connection:
+        if self.read_only:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            ro = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10)
+            ro.execute("PRAGMA busy_timeout=10000")
+            return ro
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self.synchronous}")
@@ -141,10 +279,21 @@ class SQLiteStore:
         # A single process owns the file: whatever it had claimed before a crash is free again.
         conn.execute("UPDATE inbox SET owner=NULL, lease_until=NULL WHERE status='pending'")
         conn.execute("UPDATE outbox SET owner=NULL, lease_until=NULL WHERE status='pending'")
+        conn.execute("UPDATE escalations SET owner=NULL, lease_until=NULL WHERE status='active'")
         return conn
 
     async def open(self) -> None:
         """Open (creating the directory and schema), taking the single-process lock."""
+        if self.read_only:
+            if not self.path.exists():
+                raise StoreUnavailable(f"{self.path} does not exist")
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store-ro")
+            try:
+                self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
+            except sqlite3.Error as exc:
+                await self.close()
+                raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -184,52 +333,19 @@ class SQLiteStore:
     # -- inbox ------------------------------------------------------------------------------------
 
     async def enqueue(self, body: bytes, group_key: str, received_at: float) -> int:
-        """Store a webhook body; concurrent calls share one commit."""
-        fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((body, group_key, received_at, fut))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
-        return await fut
+        """Store a webhook body; returns once its commit is on disk (shared with concurrent writes)."""
 
-    async def _flush(self) -> None:
-        try:
-            while self._pending:
-                batch, self._pending = self._pending, []
+        def insert(conn: sqlite3.Connection) -> int:
+            cur = conn.execute("INSERT INTO inbox(received_at, group_key, body) VALUES (?,?,?)",
+                               (received_at, group_key, body))
+            return int(cur.lastrowid or 0)
 
-                def write(conn: sqlite3.Connection, batch: list[Any] = batch) -> list[int]:
-                    conn.execute("BEGIN IMMEDIATE")
-                    ids = [
-                        int(
-                            conn.execute(
-                                "INSERT INTO inbox(received_at, group_key, body) VALUES (?,?,?)", (r, g, b)
-                            ).lastrowid
-                            or 0
-                        )
-                        for b, g, r, _ in batch
-                    ]
-                    conn.execute("COMMIT")
-                    return ids
-
-                try:
-                    ids = await self._run(write)
-                except Exception as exc:
-                    err = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
-                    for *_, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(err)
-                    continue
-                for (*_, fut), id_ in zip(batch, ids, strict=True):
-                    if not fut.done():
-                        fut.set_result(id_)
-        finally:
-            self._flushing = False
+        return await self._write(insert)
 
     async def claim_inbox(self, owner: str, limit: int, lease: float, now: float) -> list[InboxItem]:
         """Claim pending bodies; a group's later bodies wait for its earlier ones."""
 
         def claim(conn: sqlite3.Connection) -> list[InboxItem]:
-            conn.execute("BEGIN IMMEDIATE")
             rows = conn.execute(
                 """SELECT id, received_at, body, group_key, attempts FROM inbox i
                    WHERE status='pending' AND (lease_until IS NULL OR lease_until < ?)
@@ -242,10 +358,9 @@ class SQLiteStore:
                 "UPDATE inbox SET owner=?, lease_until=?, attempts=attempts+1 WHERE id=?",
                 [(owner, now + lease, r[0]) for r in rows],
             )
-            conn.execute("COMMIT")
             return [InboxItem(r[0], r[1], bytes(r[2]), r[3], r[4] + 1) for r in rows]
 
-        return await self._run(claim)
+        return await self._write(claim)
 
     async def commit_inbox(
         self, item: InboxItem, owner: str, observed: Sequence[ObservedAlert], plan: Planner, ttl: float, now: float
@@ -253,10 +368,8 @@ class SQLiteStore:
         """Apply dedup, enqueue the planned work and finish the item, atomically."""
 
         def commit(conn: sqlite3.Connection) -> CommitResult:
-            conn.execute("BEGIN IMMEDIATE")
             row = conn.execute("SELECT status, owner FROM inbox WHERE id=?", (item.id,)).fetchone()
             if row is None or row[0] != "pending" or row[1] != owner:
-                conn.execute("ROLLBACK")
                 return CommitResult(False)
             changed: set[str] = set()
             for o in observed:
@@ -303,10 +416,9 @@ class SQLiteStore:
             conn.execute(
                 "UPDATE inbox SET status='done', finished_at=?, owner=NULL, lease_until=NULL WHERE id=?", (now, item.id)
             )
-            conn.execute("COMMIT")
             return CommitResult(True, frozenset(changed), len(items))
 
-        return await self._run(commit)
+        return await self._write(commit)
 
     async def fail_inbox(self, item: InboxItem, owner: str, error: str, now: float) -> None:
         """Mark an item as failed."""
@@ -317,7 +429,7 @@ class SQLiteStore:
                 (now, error, item.id, owner),
             )
 
-        await self._run(fail)
+        await self._write(fail)
 
     # -- outbox -----------------------------------------------------------------------------------
 
@@ -325,7 +437,6 @@ class SQLiteStore:
         """Claim due work, oldest first, never two items of one (dest, group) at once."""
 
         def claim(conn: sqlite3.Connection) -> list[OutboxItem]:
-            conn.execute("BEGIN IMMEDIATE")
             rows = conn.execute(
                 """SELECT id, kind, dest, group_key, payload, attempts, created_at FROM outbox o
                    WHERE kind=? AND status='pending' AND not_before <= ?
@@ -339,10 +450,9 @@ class SQLiteStore:
                 "UPDATE outbox SET owner=?, lease_until=?, attempts=attempts+1 WHERE id=?",
                 [(owner, now + lease, r[0]) for r in rows],
             )
-            conn.execute("COMMIT")
             return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5] + 1, r[6]) for r in rows]
 
-        return await self._run(claim)
+        return await self._write(claim)
 
     async def finish_outbox(
         self,
@@ -358,14 +468,12 @@ class SQLiteStore:
         """Record the outcome of a claimed item."""
 
         def finish(conn: sqlite3.Connection) -> bool:
-            conn.execute("BEGIN IMMEDIATE")
             cur = conn.execute(
                 """UPDATE outbox SET status=?, finished_at=?, error=?, owner=NULL, lease_until=NULL
                    WHERE id=? AND owner=? AND status='pending'""",
                 ("done" if ok else "failed", now, error, item.id, owner),
             )
             if cur.rowcount != 1:
-                conn.execute("ROLLBACK")
                 return False
             if message_ref is not None:
                 conn.execute(
@@ -374,10 +482,9 @@ class SQLiteStore:
                     (item.dest, item.group_key, json.dumps(message_ref), now),
                 )
             _insert_outbox(conn, list(follow_ups), now)
-            conn.execute("COMMIT")
             return True
 
-        return await self._run(finish)
+        return await self._write(finish)
 
     async def retry_outbox(self, item: OutboxItem, owner: str, not_before: float, error: str, now: float) -> bool:
         """Release the item until ``not_before``."""
@@ -390,7 +497,7 @@ class SQLiteStore:
             )
             return cur.rowcount == 1
 
-        return await self._run(retry)
+        return await self._write(retry)
 
     async def extend_lease(self, kind: str, ids: Sequence[int], owner: str, until: float) -> None:
         """Push the lease of claimed items forward."""
@@ -402,7 +509,79 @@ class SQLiteStore:
                 [(until, i, owner) for i in ids],
             )
 
-        await self._run(extend)
+        await self._write(extend)
+
+    # -- storm control (alert_router.pipeline.throttle) -------------------------------------------
+
+    async def backlog(self, kind: str, dest: str) -> int:
+        """Pending items of ``kind`` for ``dest`` (claimed ones included)."""
+
+        def get(conn: sqlite3.Connection) -> int:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM outbox WHERE kind=? AND dest=? AND status='pending'", (kind, dest)
+            ).fetchone()
+            return int(row[0])
+
+        return await self._run(get)
+
+    async def claim_dest(
+        self, kind: str, dest: str, owner: str, limit: int, lease: float, now: float, seed_id: int | None = None
+    ) -> list[OutboxItem]:
+        """Claim unclaimed pending items for ``dest``, oldest first, due or not, skipping groups in flight."""
+
+        def claim(conn: sqlite3.Connection) -> list[OutboxItem]:
+            rows = conn.execute(
+                """SELECT id, kind, dest, group_key, payload, attempts, created_at FROM outbox o
+                   WHERE kind=? AND dest=? AND status='pending' AND (lease_until IS NULL OR lease_until < ?)
+                     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.dest=o.dest AND p.group_key=o.group_key
+                                     AND p.status='pending' AND p.id < o.id AND p.id != ?
+                                     AND p.lease_until IS NOT NULL AND p.lease_until >= ?)
+                   ORDER BY id LIMIT ?""",
+                (kind, dest, now, -1 if seed_id is None else seed_id, now, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE outbox SET owner=?, lease_until=?, attempts=attempts+1 WHERE id=?",
+                [(owner, now + lease, r[0]) for r in rows],
+            )
+            return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5] + 1, r[6]) for r in rows]
+
+        return await self._write(claim)
+
+    async def finish_outbox_many(
+        self,
+        items: Sequence[OutboxItem],
+        owner: str,
+        *,
+        ok: bool,
+        now: float,
+        error: str | None = None,
+        follow_ups: Sequence[NewOutboxItem] = (),
+    ) -> bool:
+        """Record one outcome for all ``items`` at once, or nothing if any lease was lost."""
+        ids = sorted({i.id for i in items})
+        chunks = [ids[k : k + 500] for k in range(0, len(ids), 500)]
+
+        def finish(conn: sqlite3.Connection) -> bool:
+            held = 0
+            for chunk in chunks:
+                marks = ",".join("?" * len(chunk))
+                held += conn.execute(
+                    f"SELECT COUNT(*) FROM outbox WHERE id IN ({marks}) AND owner=? AND status='pending'",  # noqa: S608
+                    (*chunk, owner),
+                ).fetchone()[0]
+            if held != len(ids):
+                return False
+            for chunk in chunks:
+                marks = ",".join("?" * len(chunk))
+                conn.execute(
+                    f"""UPDATE outbox SET status=?, finished_at=?, error=?, owner=NULL, lease_until=NULL
+                        WHERE id IN ({marks})""",  # noqa: S608 - placeholders only
+                    ("done" if ok else "failed", now, error, *chunk),
+                )
+            _insert_outbox(conn, list(follow_ups), now)
+            return True
+
+        return await self._write(finish)
 
     async def message_ref(self, dest: str, group_key: str) -> dict[str, Any] | None:
         """Look up the last message reference."""
@@ -454,23 +633,26 @@ class SQLiteStore:
         """Delete old finished work and expired dedup state."""
 
         def prune(conn: sqlite3.Connection) -> int:
-            conn.execute("BEGIN IMMEDIATE")
             n = conn.execute("DELETE FROM inbox WHERE status!='pending' AND finished_at < ?", (done_before,)).rowcount
             n += conn.execute("DELETE FROM outbox WHERE status!='pending' AND finished_at < ?", (done_before,)).rowcount
             n += conn.execute("DELETE FROM alert_state WHERE expires_at < ?", (now,)).rowcount
             n += conn.execute("DELETE FROM message_refs WHERE updated_at < ?", (done_before,)).rowcount
-            conn.execute("COMMIT")
+            n += conn.execute(
+                "DELETE FROM escalations WHERE status!='active' AND updated_at < ?", (done_before,)
+            ).rowcount
             return int(n)
 
-        return await self._run(prune)
+        return await self._write(prune)
 
 
 _ALERT_SELECT = """SELECT fingerprint, status, starts_at, ends_at, group_key, labels, annotations, generator_url,
-                          last_seen, acked_by, acked_at FROM alert_state"""
+                          last_seen, acked_by, acked_at, changed_at FROM alert_state"""
 
 
 def _alert(r: Sequence[Any]) -> AlertRecord:
-    return AlertRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]), r[7], r[8], r[9], r[10])
+    return AlertRecord(
+        r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]), r[7], r[8], r[9], r[10], r[11]
+    )
 
 
 def _insert_outbox(conn: sqlite3.Connection, items: Sequence[NewOutboxItem], now: float) -> None:
