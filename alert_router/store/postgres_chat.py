@@ -42,20 +42,12 @@ from alert_router.store.pgcommon import (
     like_prefix,
 )
 from alert_router.store.postgres_runs import append_audit_records
+from alert_router.store.rows import ESC_COLUMNS, escalation
 
 T = TypeVar("T")
 
 ESCALATION_MARK = "#escalation:"
 """Escalation messages are kept under the outbox group key ``<group key>#escalation:<rule>:<step>``."""
-
-_ESC_COLUMNS = """fingerprint, rule, starts_at, group_key, step, repeat, due_at, status, reason, stopped_by,
-    created_at, updated_at"""
-
-
-def _escalation(r: Sequence[Any]) -> Escalation:
-    return Escalation(r[0], r[1], float(r[2]), r[3], int(r[4]), int(r[5]), float(r[6]), r[7], r[8], r[9],
-                      float(r[10]), float(r[11]))
-
 
 async def _sent_notices(conn: asyncpg.Connection, group_key: str) -> list[SentNotice]:
     rows = await conn.fetch(
@@ -230,14 +222,14 @@ class PostgresChatMixin:
                           WHERE status = $3 AND due_at <= $4 AND (lease_until IS NULL OR lease_until < $4)
                           ORDER BY due_at LIMIT $5 FOR UPDATE SKIP LOCKED) c
                     WHERE e.fingerprint = c.fingerprint AND e.rule = c.rule AND e.starts_at = c.starts_at
-                    RETURNING {", ".join("e." + c.strip() for c in _ESC_COLUMNS.split(","))}""",  # noqa: S608
+                    RETURNING {", ".join("e." + c.strip() for c in ESC_COLUMNS.split(","))}""",  # noqa: S608
                 owner,
                 now + lease,
                 ACTIVE,
                 now,
                 limit,
             )
-            return sorted((_escalation(r) for r in rows), key=lambda e: e.due_at)
+            return sorted((escalation(r) for r in rows), key=lambda e: e.due_at)
 
         return await self._tx(q, mode="single")
 
@@ -302,9 +294,9 @@ class PostgresChatMixin:
             clause = f"WHERE {' AND '.join(where)}" if where else ""
             args.append(limit)
             rows = await conn.fetch(
-                f"SELECT {_ESC_COLUMNS} FROM escalations {clause} ORDER BY due_at LIMIT ${len(args)}",  # noqa: S608
+                f"SELECT {ESC_COLUMNS} FROM escalations {clause} ORDER BY due_at LIMIT ${len(args)}",  # noqa: S608
                 *args,
             )
-            return [_escalation(r) for r in rows]
+            return [escalation(r) for r in rows]
 
         return await self._tx(q, mode="read")

@@ -35,47 +35,17 @@ from alert_router.remediation.runs import (
     admit,
 )
 from alert_router.store.pgcommon import affected, insert_outbox, lock_key
+from alert_router.store.rows import RUN_COLUMNS, audit_record, run_record
 
 T = TypeVar("T")
 
-_RUN_COLUMNS = """id, runbook, target, fingerprint, group_key, status, dry_run, requested_by, trigger_key, created_at,
-    updated_at, started_at, finished_at, approval_expires_at, decided_by, owner, lease_until, step, summary, data"""
 _AUDIT_COLUMNS = "seq, ts, event, runbook, run_id, target, actor, data, prev_hash, hash"
 _COUNTED = sorted(COUNTED)
 
 
-def _run_record(r: Sequence[Any]) -> RunRecord:
-    return RunRecord(
-        id=int(r[0]),
-        runbook=r[1],
-        target=r[2],
-        fingerprint=r[3],
-        group_key=r[4],
-        status=r[5],
-        dry_run=bool(r[6]),
-        requested_by=r[7],
-        trigger=r[8],
-        created_at=r[9],
-        updated_at=r[10],
-        started_at=r[11],
-        finished_at=r[12],
-        approval_expires_at=r[13],
-        decided_by=r[14],
-        owner=r[15],
-        lease_until=r[16],
-        step=int(r[17]),
-        summary=r[18],
-        data=json.loads(r[19]),
-    )
-
-
-def _audit_record(r: Sequence[Any]) -> AuditRecord:
-    return AuditRecord(int(r[0]), float(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
-
-
 async def _get_run(conn: asyncpg.Connection, run_id: int) -> RunRecord | None:
-    row = await conn.fetchrow(f"SELECT {_RUN_COLUMNS} FROM runbook_runs WHERE id = $1", run_id)  # noqa: S608
-    return _run_record(row) if row else None
+    row = await conn.fetchrow(f"SELECT {RUN_COLUMNS} FROM runbook_runs WHERE id = $1", run_id)  # noqa: S608
+    return run_record(row) if row else None
 
 
 async def append_audit_records(
@@ -214,7 +184,7 @@ class PostgresRunsMixin:
                         trigger_key, created_at, updated_at, started_at, finished_at, approval_expires_at, owner,
                         lease_until, step, summary, data)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, 0, $15, $16)
-                    RETURNING {_RUN_COLUMNS}""",  # noqa: S608 - fixed column names
+                    RETURNING {RUN_COLUMNS}""",  # noqa: S608 - fixed column names
                 run.runbook,
                 run.target,
                 run.fingerprint,
@@ -232,7 +202,7 @@ class PostgresRunsMixin:
                 summary,
                 json.dumps(data),
             )
-            record = _run_record(row)
+            record = run_record(row)
             if refusal is None:
                 await _take_lock(conn, run.target, record.id, admission.owner, admission.lease_until, now)
             await _apply_effects(conn, effects(record, refusal), now)
@@ -341,12 +311,12 @@ class PostgresRunsMixin:
                 if value is not None:
                     args.append(value)
                     where.append(f"{column} = ${len(args)}")
-            sql = f"SELECT {_RUN_COLUMNS} FROM runbook_runs"  # noqa: S608 - fixed column names
+            sql = f"SELECT {RUN_COLUMNS} FROM runbook_runs"  # noqa: S608 - fixed column names
             if where:
                 sql += " WHERE " + " AND ".join(where)
             args.append(limit)
             rows = await conn.fetch(f"{sql} ORDER BY id DESC LIMIT ${len(args)}", *args)
-            return [_run_record(r) for r in rows]
+            return [run_record(r) for r in rows]
 
         return await self._tx(q, mode="read")
 
@@ -355,11 +325,11 @@ class PostgresRunsMixin:
 
         async def q(conn: asyncpg.Connection) -> list[RunRecord]:
             rows = await conn.fetch(
-                f"""SELECT {_RUN_COLUMNS} FROM runbook_runs
+                f"""SELECT {RUN_COLUMNS} FROM runbook_runs
                     WHERE status = 'running' AND (lease_until IS NULL OR lease_until < $1) ORDER BY id""",  # noqa: S608
                 now,
             )
-            return [_run_record(r) for r in rows]
+            return [run_record(r) for r in rows]
 
         return await self._tx(q, mode="read")
 
@@ -397,7 +367,7 @@ class PostgresRunsMixin:
                 rows.reverse()
             else:
                 rows = list(await conn.fetch(f"{sql} ORDER BY seq", *args))
-            return [_audit_record(r) for r in rows]
+            return [audit_record(r) for r in rows]
 
         return await self._tx(q, mode="read")
 
@@ -409,7 +379,7 @@ class PostgresRunsMixin:
             meta = {r[0]: (int(r[1]), str(r[2])) for r in await conn.fetch("SELECT key, seq, hash FROM audit_meta")}
             anchor = meta.get("anchor", (0, GENESIS))
             head = meta.get("head", (0, GENESIS))
-            return AuditChain([_audit_record(r) for r in rows], anchor[0], anchor[1], head[0], head[1])
+            return AuditChain([audit_record(r) for r in rows], anchor[0], anchor[1], head[0], head[1])
 
         return await self._tx(q, isolation="repeatable_read")
 

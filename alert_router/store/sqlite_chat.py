@@ -25,20 +25,12 @@ from alert_router.chat.records import (
     SentNotice,
 )
 from alert_router.store.base import AlertRecord, NewOutboxItem
+from alert_router.store.rows import ESC_COLUMNS, escalation
 
 T = TypeVar("T")
 
 ESCALATION_MARK = "#escalation:"
 """Escalation messages are kept under the outbox group key ``<group key>#escalation:<rule>:<step>``."""
-
-_ESC_COLUMNS = """fingerprint, rule, starts_at, group_key, step, repeat, due_at, status, reason, stopped_by,
-    created_at, updated_at"""
-
-
-def _escalation(r: Sequence[Any]) -> Escalation:
-    return Escalation(r[0], r[1], float(r[2]), r[3], int(r[4]), int(r[5]), float(r[6]), r[7], r[8], r[9],
-                      float(r[10]), float(r[11]))
-
 
 class _LeaseLost(Exception):
     """A claimed timer changed under us: undo the whole batch."""
@@ -181,7 +173,7 @@ class SQLiteChatMixin:
 
         def claim(conn: sqlite3.Connection) -> list[Escalation]:
             rows = conn.execute(
-                f"""SELECT {_ESC_COLUMNS} FROM escalations
+                f"""SELECT {ESC_COLUMNS} FROM escalations
                     WHERE status=? AND due_at <= ? AND (lease_until IS NULL OR lease_until < ?)
                     ORDER BY due_at LIMIT ?""",  # noqa: S608 - fixed column list
                 (ACTIVE, now, now, limit),
@@ -190,7 +182,7 @@ class SQLiteChatMixin:
                 "UPDATE escalations SET owner=?, lease_until=? WHERE fingerprint=? AND rule=? AND starts_at=?",
                 [(owner, now + lease, r[0], r[1], r[2]) for r in rows],
             )
-            return [_escalation(r) for r in rows]
+            return [escalation(r) for r in rows]
 
         return await self._write(claim)
 
@@ -244,9 +236,9 @@ class SQLiteChatMixin:
                 args.append(fingerprint)
             clause = f"WHERE {' AND '.join(where)}" if where else ""
             rows = conn.execute(
-                f"SELECT {_ESC_COLUMNS} FROM escalations {clause} ORDER BY due_at LIMIT ?",  # noqa: S608
+                f"SELECT {ESC_COLUMNS} FROM escalations {clause} ORDER BY due_at LIMIT ?",  # noqa: S608
                 (*args, limit),
             ).fetchall()
-            return [_escalation(r) for r in rows]
+            return [escalation(r) for r in rows]
 
         return await self._run(get)

@@ -26,43 +26,17 @@ from alert_router.remediation.runs import (
     RunStatus,
     admit,
 )
+from alert_router.store.rows import RUN_COLUMNS, audit_record, run_record
 
 T = TypeVar("T")
 
-_RUN_COLUMNS = """id, runbook, target, fingerprint, group_key, status, dry_run, requested_by, trigger_key, created_at,
-    updated_at, started_at, finished_at, approval_expires_at, decided_by, owner, lease_until, step, summary, data"""
 _COUNTED = tuple(sorted(COUNTED))
 _COUNTED_SQL = ",".join("?" for _ in _COUNTED)
 
 
-def _run_record(r: Sequence[Any]) -> RunRecord:
-    return RunRecord(
-        id=int(r[0]),
-        runbook=r[1],
-        target=r[2],
-        fingerprint=r[3],
-        group_key=r[4],
-        status=r[5],
-        dry_run=bool(r[6]),
-        requested_by=r[7],
-        trigger=r[8],
-        created_at=r[9],
-        updated_at=r[10],
-        started_at=r[11],
-        finished_at=r[12],
-        approval_expires_at=r[13],
-        decided_by=r[14],
-        owner=r[15],
-        lease_until=r[16],
-        step=int(r[17]),
-        summary=r[18],
-        data=json.loads(r[19]),
-    )
-
-
 def _get_run(conn: sqlite3.Connection, run_id: int) -> RunRecord | None:
-    row = conn.execute(f"SELECT {_RUN_COLUMNS} FROM runbook_runs WHERE id=?", (run_id,)).fetchone()  # noqa: S608
-    return _run_record(row) if row else None
+    row = conn.execute(f"SELECT {RUN_COLUMNS} FROM runbook_runs WHERE id=?", (run_id,)).fetchone()  # noqa: S608
+    return run_record(row) if row else None
 
 
 def _append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry], now: float) -> list[AuditRecord]:
@@ -88,10 +62,6 @@ def _append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry], now: 
         (seq, prev),
     )
     return out
-
-
-def _audit_record(r: Sequence[Any]) -> AuditRecord:
-    return AuditRecord(int(r[0]), float(r[1]), r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9])
 
 
 def _apply_effects(conn: sqlite3.Connection, effects: RunEffects, now: float) -> None:
@@ -300,11 +270,11 @@ class SQLiteRunsMixin:
                 if value is not None:
                     where.append(f"{column}=?")
                     args.append(value)
-            sql = f"SELECT {_RUN_COLUMNS} FROM runbook_runs"  # noqa: S608 - fixed column names
+            sql = f"SELECT {RUN_COLUMNS} FROM runbook_runs"  # noqa: S608 - fixed column names
             if where:
                 sql += " WHERE " + " AND ".join(where)
             rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-            return [_run_record(r) for r in rows]
+            return [run_record(r) for r in rows]
 
         return await self._run(get)
 
@@ -313,11 +283,11 @@ class SQLiteRunsMixin:
 
         def get(conn: sqlite3.Connection) -> list[RunRecord]:
             rows = conn.execute(
-                f"""SELECT {_RUN_COLUMNS} FROM runbook_runs
+                f"""SELECT {RUN_COLUMNS} FROM runbook_runs
                     WHERE status='running' AND (owner IS NULL OR owner != ?) ORDER BY id""",  # noqa: S608
                 (owner,),
             ).fetchall()
-            return [_run_record(r) for r in rows]
+            return [run_record(r) for r in rows]
 
         return await self._run(get)
 
@@ -359,7 +329,7 @@ class SQLiteRunsMixin:
                 rows.reverse()
             else:
                 rows = conn.execute(sql + " ORDER BY seq", args).fetchall()
-            return [_audit_record(r) for r in rows]
+            return [audit_record(r) for r in rows]
 
         return await self._run(get)
 
@@ -376,7 +346,7 @@ class SQLiteRunsMixin:
             conn.execute("COMMIT")
             anchor = meta.get("anchor", (0, GENESIS))
             head = meta.get("head", (0, GENESIS))
-            return AuditChain([_audit_record(r) for r in rows], anchor[0], anchor[1], head[0], head[1])
+            return AuditChain([audit_record(r) for r in rows], anchor[0], anchor[1], head[0], head[1])
 
         return await self._run(get)
 
