@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay
 
+from alert_router.audit import AuditEntry
 from alert_router.channels.base import Channel, ChannelError, MessageRef
 from alert_router.config import Config
 from alert_router.errors import FailureReason, StoreUnavailable
@@ -199,6 +200,16 @@ class Deliverer:
         await self.store.finish_outbox(
             item, self.owner, ok=False, now=time.time(), error=f"{exc.reason.value}: {exc}", follow_ups=follow_ups
         )
+        entry = AuditEntry(
+            "delivery_failed",
+            {"reason": exc.reason.value, "error": str(exc), "group_key": item.group_key, "outbox_id": item.id,
+             "alerts": [a.fingerprint for a in notification.alerts], "fallback": spec.fallback if spec else None},
+            target=f"receiver/{item.dest}",
+        )
+        try:
+            await self.store.append_audit([entry], time.time())
+        except StoreUnavailable as err:
+            log.error("could not audit a failed delivery", outbox_id=item.id, error=str(err))
         if follow_ups:
             self.wake.set()
 

@@ -106,6 +106,10 @@ async def test_revoked_token_goes_to_the_fallback(tmp_path: Path, slack_standin:
         assert sample(rt, "alert_router_notifications_total", receiver="slack", outcome="failed") == 1
         assert sample(rt, "alert_router_delivery_failures_total", receiver="slack", reason="auth") >= 1
         assert sample(rt, "alert_router_notifications_total", receiver="file", outcome="sent") == 1
+        audit = [r for r in await rt.store.audit_records() if r.event == "delivery_failed"]
+        assert len(audit) == 1
+        assert audit[0].target == "receiver/slack"
+        assert audit[0].details["reason"] == "auth" and audit[0].details["fallback"] == "file"
     [rec] = read_jsonl(tmp_path / "data" / "out.jsonl")
     assert rec["receiver"] == "file" and rec["extra"]["fallback_from"] == "slack"
     assert "token_revoked" in rec["extra"]["fallback_reason"]
