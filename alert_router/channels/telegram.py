@@ -40,7 +40,7 @@ from alert_router.durations import Duration
 from alert_router.errors import FailureReason
 from alert_router.models import Notification
 from alert_router.render import defaults
-from alert_router.render.actions import message_actions
+from alert_router.render.actions import message_actions, pending_approvals
 from alert_router.render.context import build_context
 from alert_router.render.support import (
     links_option,
@@ -195,10 +195,12 @@ class TelegramChannel:
         if self.cfg.actions and not ctx["digest"]:
             firing = [a["short_id"] for a in ctx["firing_alerts"]]
             actions = message_actions(bool(ctx["firing"]), firing, ctx["group_id"])
-            if actions:
-                keyboard = InlineKeyboardMarkup(
-                    [[InlineKeyboardButton(a.label, callback_data=value) for a, value in actions]]
-                )
+            rows = [[InlineKeyboardButton(a.label, callback_data=value) for a, value in actions]] if actions else []
+            approvals = pending_approvals(list(ctx.get("runbook_runs") or []))
+            if approvals:
+                rows.append([InlineKeyboardButton(label, callback_data=value) for label, value, _ in approvals])
+            if rows:
+                keyboard = InlineKeyboardMarkup(rows)
         return parts, keyboard, errors
 
     async def _send_new(

@@ -16,7 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from alert_router.render.actions import SLACK_ACTION_PREFIX, Action, decode_action
+from alert_router.render.actions import Action, decode_action
+from alert_router.render.actions import approval_actions as render_approval_actions
 
 _APPROVAL = re.compile(r"^ar1:(apr|dny):([0-9]{1,12})$")
 
@@ -38,10 +39,7 @@ class ButtonPress:
 
 def approval_actions(run_id: int) -> list[tuple[str, str, str]]:
     """The Approve / Deny buttons of a pending run: ``(label, value, slack action_id)`` each."""
-    return [
-        ("Approve", f"ar1:apr:{run_id}", f"{SLACK_ACTION_PREFIX}approve"),
-        ("Deny", f"ar1:dny:{run_id}", f"{SLACK_ACTION_PREFIX}deny"),
-    ]
+    return render_approval_actions(run_id)
 
 
 def decode_button(value: str) -> ButtonPress | None:

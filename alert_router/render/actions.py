@@ -15,6 +15,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass
+from typing import Any
 
 PREFIX = "ar1"
 SLACK_ACTION_PREFIX = "alert_router."
@@ -76,3 +77,25 @@ def message_actions(firing: bool, alert_short_ids: list[str], group: str) -> lis
         return []
     target = alert_short_ids[0] if len(alert_short_ids) == 1 else None
     return [(a, encode_action(a, target, group)) for a in (Action.ACK, Action.SILENCE_1H, Action.RUNBOOK)]
+
+
+def approval_actions(run_id: int | str) -> list[tuple[str, str, str]]:
+    """The Approve / Deny buttons of a run waiting for approval: ``(label, value, slack action_id)`` each.
+
+    Values are ``ar1:apr:<run id>`` / ``ar1:dny:<run id>``, decoded by :mod:`alert_router.chat.buttons`.
+    """
+    return [
+        ("Approve", f"ar1:apr:{run_id}", f"{SLACK_ACTION_PREFIX}approve"),
+        ("Deny", f"ar1:dny:{run_id}", f"{SLACK_ACTION_PREFIX}deny"),
+    ]
+
+
+def pending_approvals(runs: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """Approval buttons for every run in ``runs`` (the render context's ``runbook_runs``) awaiting a decision."""
+    out: list[tuple[str, str, str]] = []
+    for run in runs:
+        if run.get("status") == "pending_approval" and str(run.get("run_id", "")).isdigit():
+            rid = str(run["run_id"])
+            out.extend((f"{label} run {rid}", value, f"{action_id}_{rid}")
+                       for label, value, action_id in approval_actions(rid))
+    return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from alert_router.render.actions import message_actions
+from alert_router.render.actions import message_actions, pending_approvals
 from alert_router.render.escape import clip, mrkdwn_escape, mrkdwn_link, oneline
 
 MAX_BLOCKS = 50
@@ -85,9 +85,14 @@ def actions_block(context: Mapping[str, Any]) -> dict[str, Any] | None:
         return None
     firing = [a["short_id"] for a in context.get("firing_alerts", [])]
     actions = message_actions(bool(context.get("firing")), firing, str(context.get("group_id", "")))
-    if not actions:
+    approvals = pending_approvals(list(context.get("runbook_runs") or []))
+    if not actions and not approvals:
         return None
-    elements = []
+    elements: list[dict[str, Any]] = [
+        {"type": "button", "text": {"type": "plain_text", "text": label}, "action_id": action_id, "value": value,
+         **({"style": "primary"} if value.startswith("ar1:apr:") else {"style": "danger"})}
+        for label, value, action_id in approvals
+    ]
     for action, value in actions:
         button: dict[str, Any] = {
             "type": "button",

@@ -132,3 +132,32 @@ def test_every_channel_default_renders_hostile_values() -> None:
             assert "<b>bold</b>" not in out and "&lt;b&gt;bold&lt;/b&gt;" in out
     blocks, _ = build_blocks(ctx, Template("mrkdwn", defaults.SLACK_BODY).render(ctx))
     assert validate_blocks(blocks) == []
+
+
+def test_pending_approval_gets_approve_and_deny_buttons_on_slack_and_telegram() -> None:
+    """A run waiting for approval is shown with buttons that decode to `runbook approve/deny <run id>`."""
+    from alert_router.channels.telegram import TelegramChannel, TelegramConfig
+    from alert_router.chat.buttons import decode_button
+
+    runs = [{"run_id": 7, "runbook": "retrain-on-drift", "status": "pending_approval", "summary": "", "dry_run": True},
+            {"run_id": 8, "runbook": "scale-up", "status": "succeeded", "summary": "", "dry_run": True}]
+    n = notification([alert()], extra={"runbook_runs": runs})
+    blocks, _ = build_blocks(build_context(n), "body")
+    values = [e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    assert "ar1:apr:7" in values and "ar1:dny:7" in values
+    assert not any(v.endswith(":8") for v in values)  # only the run that waits gets buttons
+    assert validate_blocks(blocks) == []  # no Slack validation errors
+    approve, deny = decode_button("ar1:apr:7"), decode_button("ar1:dny:7")
+    assert approve is not None and approve.command == "runbook approve" and approve.run_id == 7
+    assert deny is not None and deny.command == "runbook deny" and deny.run_id == 7
+
+    channel = TelegramChannel("telegram", TelegramConfig(token="1:x", chat_id="-100"))
+    _, keyboard, _ = channel.render(n)
+    assert keyboard is not None
+    data = [b.callback_data for row in keyboard.inline_keyboard for b in row]
+    assert "ar1:apr:7" in data and "ar1:dny:7" in data
+    # Without a pending run there are only the alert buttons.
+    _, plain, _ = channel.render(notification([alert()]))
+    assert plain is not None
+    plain_data = [str(b.callback_data) for row in plain.inline_keyboard for b in row]
+    assert not any(d.startswith(("ar1:apr", "ar1:dny")) for d in plain_data)
