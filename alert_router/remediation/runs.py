@@ -220,3 +220,29 @@ class RunEffects:
 
     audit: Sequence[AuditEntry] = ()
     follow_ups: Sequence[NewOutboxItem] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AdmissionRow:
+    """The columns a new run is stored with, once :func:`admit` has decided on it."""
+
+    status: str
+    summary: str
+    started_at: float | None
+    finished_at: float | None
+    owner: str | None
+    lease_until: float | None
+    data: dict[str, Any]
+
+
+def admission_row(run: NewRun, admission: Admission, refusal: Refusal | None, now: float) -> AdmissionRow:
+    """What to store for ``run``: admitted (running or awaiting approval) or skipped by the refusing guard."""
+    data = dict(run.data)
+    if refusal is None:
+        status = run.status
+        summary = "awaiting approval" if status == RunStatus.PENDING_APPROVAL else "running"
+        started = now if status == RunStatus.RUNNING else None
+        return AdmissionRow(status, summary, started, None, admission.owner, admission.lease_until, data)
+    data["refusal"] = {"guard": refusal.guard, "reason": refusal.reason, **refusal.details}
+    return AdmissionRow(RunStatus.SKIPPED.value, f"skipped by guard {refusal.guard}: {refusal.reason}",
+                        None, now, None, None, data)

@@ -23,7 +23,7 @@ from alert_router.remediation.runs import (
     RunChange,
     RunEffects,
     RunRecord,
-    RunStatus,
+    admission_row,
     admit,
 )
 from alert_router.store.rows import RUN_COLUMNS, audit_record, run_record
@@ -124,20 +124,10 @@ class SQLiteRunsMixin:
                 runs_in_window=int(count),
             )
             refusal = admit(history, admission, now)
-            data = dict(run.data)
-            if refusal is None:
-                status = run.status
-                summary = "awaiting approval" if status == RunStatus.PENDING_APPROVAL else "running"
-                started_at = now if status == RunStatus.RUNNING else None
-                finished_at = None
-                owner, lease = admission.owner, admission.lease_until
-            else:
-                status = RunStatus.SKIPPED.value
-                summary = f"skipped by guard {refusal.guard}: {refusal.reason}"
-                started_at = None
-                finished_at = now
-                owner, lease = None, None
-                data["refusal"] = {"guard": refusal.guard, "reason": refusal.reason, **refusal.details}
+            decided = admission_row(run, admission, refusal, now)
+            status, summary, data = decided.status, decided.summary, decided.data
+            started_at, finished_at = decided.started_at, decided.finished_at
+            owner, lease = decided.owner, decided.lease_until
             cur = conn.execute(
                 """INSERT INTO runbook_runs(runbook, target, fingerprint, group_key, status, dry_run, requested_by,
                        trigger_key, created_at, updated_at, started_at, finished_at, approval_expires_at, owner,
