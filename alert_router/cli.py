@@ -19,6 +19,16 @@ def _load(args: argparse.Namespace) -> Config:
     return load(config_path(args.config))
 
 
+def _load_or_report(args: argparse.Namespace) -> Config | None:
+    """Load the config; on problems print each (``FILE:LINE: message``) to stderr and return ``None``."""
+    try:
+        return _load(args)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(p, file=sys.stderr)
+        return None
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the service until interrupted."""
     from aiohttp import web
@@ -72,11 +82,8 @@ def cmd_route_test(args: argparse.Namespace) -> int:
             print(f"error: labels are LABEL=VALUE, got {item!r}", file=sys.stderr)
             return 2
         labels[name] = value
-    try:
-        config = _load(args)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
+    config = _load_or_report(args)
+    if config is None:
         return 1
     result = route_labels(labels, config.rules, config.default)
     print(f"labels: {format_matchers_of(labels)}")
@@ -137,11 +144,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     """Apply the store's schema migrations (``--status``: only show them; exit 3 when some are pending)."""
     from alert_router.store.admin import migrate_command
 
-    try:
-        config = _load(args)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
+    config = _load_or_report(args)
+    if config is None:
         return 1
     return migrate_command(config, status_only=args.status)
 
@@ -154,11 +158,8 @@ def cmd_telegram(args: argparse.Namespace) -> int:
 
     from alert_router.api.telegram import webhook_admin
 
-    try:
-        config = _load(args)
-    except ConfigError as exc:
-        for p in exc.problems:
-            print(p, file=sys.stderr)
+    config = _load_or_report(args)
+    if config is None:
         return 1
     cfg = config.settings.chat.telegram
     if not cfg.enabled:
