@@ -10,13 +10,11 @@ A file lock keeps a second process from opening the same database: several repli
 
 from __future__ import annotations
 
-import asyncio
 import fcntl
 import json
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -34,6 +32,7 @@ from alert_router.store.base import (
 )
 from alert_router.store.sqlite_chat import SQLiteChatMixin
 from alert_router.store.sqlite_runs import SQLiteRunsMixin
+from alert_router.store.sqlite_thread import Append, SQLiteThread
 
 T = TypeVar("T")
 
@@ -166,6 +165,9 @@ SCHEMA = [
 ]
 
 
+_INBOX = Append("inbox(received_at, group_key, body)", "(?,?,?)")
+
+
 class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
     """The :class:`~alert_router.store.base.Store` on one SQLite file.
 
@@ -177,28 +179,16 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
         self.path = path
         self.synchronous = synchronous
         self.read_only = read_only
-        self._executor: ThreadPoolExecutor | None = None
-        self._conn: sqlite3.Connection | None = None
+        self._thread: SQLiteThread | None = None
         self._lock_fd: int | None = None
-        self._writes: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
-        self._flushing = False
 
     # -- plumbing ---------------------------------------------------------------------------------
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        if self._executor is None or self._conn is None:
+        """Run ``fn`` alone on the store's thread (reads, and writes that manage their own transaction)."""
+        if self._thread is None:
             raise StoreUnavailable("store is not open")
-        conn = self._conn
-
-        def call() -> T:
-            try:
-                return fn(conn)
-            except sqlite3.Error as exc:
-                if conn.in_transaction:
-                    conn.rollback()
-                raise StoreUnavailable(f"sqlite: {exc}") from exc
-
-        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+        return await self._thread.call(fn)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a write transaction shared with the other writes waiting at that moment.
@@ -207,52 +197,9 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
         so one failing write does not undo the others, and each caller learns its own outcome only once
         the shared commit is durable.
         """
-        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._writes.append((fn, fut))
-        if not self._flushing:
-            self._flushing = True
-            asyncio.get_running_loop().create_task(self._flush())
-        return await fut
-
-    async def _flush(self) -> None:
-        try:
-            while self._writes:
-                batch, self._writes = self._writes, []
-
-                def run_batch(conn: sqlite3.Connection, batch: list[Any] = batch) -> list[tuple[bool, Any]]:
-                    results: list[tuple[bool, Any]] = []
-                    conn.execute("BEGIN IMMEDIATE")
-                    for fn, _ in batch:
-                        conn.execute("SAVEPOINT w")
-                        try:
-                            results.append((True, fn(conn)))
-                            conn.execute("RELEASE w")
-                        except Exception as exc:
-                            conn.execute("ROLLBACK TO w")
-                            conn.execute("RELEASE w")
-                            results.append((False, exc))
-                    conn.execute("COMMIT")
-                    return results
-
-                try:
-                    results = await self._run(run_batch)
-                except Exception as exc:
-                    err = exc if isinstance(exc, StoreUnavailable) else StoreUnavailable(str(exc))
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(err)
-                    continue
-                for (_, fut), (ok, value) in zip(batch, results, strict=True):
-                    if fut.done():
-                        continue
-                    if ok:
-                        fut.set_result(value)
-                    elif isinstance(value, sqlite3.Error):
-                        fut.set_exception(StoreUnavailable(f"sqlite: {value}"))
-                    else:
-                        fut.set_exception(value)
-        finally:
-            self._flushing = False
+        if self._thread is None:
+            raise StoreUnavailable("store is not open")
+        return await self._thread.write(fn)
 
     def _connect(self) -> sqlite3.Connection:
         if self.read_only:
@@ -287,12 +234,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
         if self.read_only:
             if not self.path.exists():
                 raise StoreUnavailable(f"{self.path} does not exist")
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store-ro")
-            try:
-                self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
-            except sqlite3.Error as exc:
-                await self.close()
-                raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+            await self._start("sqlite-store-ro")
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(str(self.path) + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -305,22 +247,22 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
                 "several replicas need a PostgreSQL store (store: postgresql://...)"
             ) from None
         self._lock_fd = fd
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-store")
+        await self._start("sqlite-store")
+
+    async def _start(self, name: str) -> None:
+        thread = SQLiteThread(self._connect, name)
         try:
-            self._conn = await asyncio.get_running_loop().run_in_executor(self._executor, self._connect)
-        except sqlite3.Error as exc:
+            await thread.start()
+        except StoreUnavailable as exc:
             await self.close()
             raise StoreUnavailable(f"cannot open {self.path}: {exc}") from exc
+        self._thread = thread
 
     async def close(self) -> None:
-        """Close the connection and release the lock."""
-        if self._executor is not None:
-            conn = self._conn
-            if conn is not None:
-                await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
-            self._executor.shutdown(wait=True)
-        self._executor = None
-        self._conn = None
+        """Finish queued work, close the connection and release the lock."""
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await thread.stop()
         if self._lock_fd is not None:
             fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
             os.close(self._lock_fd)
@@ -334,13 +276,9 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
 
     async def enqueue(self, body: bytes, group_key: str, received_at: float) -> int:
         """Store a webhook body; returns once its commit is on disk (shared with concurrent writes)."""
-
-        def insert(conn: sqlite3.Connection) -> int:
-            cur = conn.execute("INSERT INTO inbox(received_at, group_key, body) VALUES (?,?,?)",
-                               (received_at, group_key, body))
-            return int(cur.lastrowid or 0)
-
-        return await self._write(insert)
+        if self._thread is None:
+            raise StoreUnavailable("store is not open")
+        return await self._thread.append(_INBOX, (received_at, group_key, body))
 
     async def claim_inbox(self, owner: str, limit: int, lease: float, now: float) -> list[InboxItem]:
         """Claim pending bodies; a group's later bodies wait for its earlier ones."""
@@ -371,28 +309,19 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
             row = conn.execute("SELECT status, owner FROM inbox WHERE id=?", (item.id,)).fetchone()
             if row is None or row[0] != "pending" or row[1] != owner:
                 return CommitResult(False)
+            # Few statements, whatever the number of alerts: each SQLite call costs a GIL hand-over
+            # (see sqlite_thread.py). Duplicate fingerprints in one body are applied in order.
+            known = _known_states(conn, {o.observation.fingerprint for o in observed})
             changed: set[str] = set()
+            rows: list[tuple[Any, ...]] = []
             for o in observed:
                 obs = o.observation
-                r = conn.execute(
-                    "SELECT status, starts_at, ends_at FROM alert_state WHERE fingerprint=?", (obs.fingerprint,)
-                ).fetchone()
-                known = KnownState(r[0], r[1], r[2]) if r else None
-                ch = is_change(obs, known)
-                state = next_state(obs, known, ch)
+                ch = is_change(obs, known.get(obs.fingerprint))
+                state = next_state(obs, known.get(obs.fingerprint), ch)
+                known[obs.fingerprint] = state
                 if ch:
                     changed.add(obs.fingerprint)
-                conn.execute(
-                    """INSERT INTO alert_state(fingerprint, status, starts_at, ends_at, group_key, labels, annotations,
-                           generator_url, first_seen, last_seen, changed_at, expires_at)
-                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?)
-                       ON CONFLICT(fingerprint) DO UPDATE SET status=excluded.status, starts_at=excluded.starts_at,
-                           ends_at=excluded.ends_at, group_key=excluded.group_key, labels=excluded.labels,
-                           annotations=excluded.annotations, generator_url=excluded.generator_url,
-                           last_seen=excluded.last_seen, expires_at=excluded.expires_at,
-                           changed_at=CASE WHEN ? THEN excluded.changed_at ELSE alert_state.changed_at END,
-                           acked_by=CASE WHEN ? AND excluded.status='firing' THEN NULL ELSE alert_state.acked_by END,
-                           acked_at=CASE WHEN ? AND excluded.status='firing' THEN NULL ELSE alert_state.acked_at END""",
+                rows.append(
                     (
                         obs.fingerprint,
                         state.status,
@@ -406,11 +335,10 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
                         now,
                         now,
                         now + ttl,
-                        ch,
-                        ch,
-                        ch,
-                    ),
+                    )
                 )
+            _upsert_states(conn, rows)
+            _mark_changed(conn, changed, now)
             items = list(plan(frozenset(changed)))
             _insert_outbox(conn, items, now)
             conn.execute(
@@ -650,9 +578,56 @@ _ALERT_SELECT = """SELECT fingerprint, status, starts_at, ends_at, group_key, la
 
 
 def _alert(r: Sequence[Any]) -> AlertRecord:
-    return AlertRecord(
-        r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]), r[7], r[8], r[9], r[10], r[11]
-    )
+    return AlertRecord(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), json.loads(r[6]), r[7], r[8], r[9], r[10], r[11])
+
+
+_STATE_CHUNK = 64  # rows per upsert: 12 parameters each
+
+
+def _known_states(conn: sqlite3.Connection, fingerprints: set[str]) -> dict[str, KnownState]:
+    """The recorded state of each of ``fingerprints`` that has one."""
+    fps = sorted(fingerprints)
+    out: dict[str, KnownState] = {}
+    for i in range(0, len(fps), 500):
+        part = fps[i : i + 500]
+        marks = ",".join("?" * len(part))
+        for fp, status, starts_at, ends_at in conn.execute(
+            f"SELECT fingerprint, status, starts_at, ends_at FROM alert_state WHERE fingerprint IN ({marks})",  # noqa: S608
+            part,
+        ):
+            out[fp] = KnownState(status, starts_at, ends_at)
+    return out
+
+
+def _upsert_states(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Record alert states, a multi-row upsert per chunk; ``changed_at`` and acks are left to _mark_changed."""
+    for i in range(0, len(rows), _STATE_CHUNK):
+        part = rows[i : i + _STATE_CHUNK]
+        values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?,?)"] * len(part))
+        conn.execute(
+            f"""INSERT INTO alert_state(fingerprint, status, starts_at, ends_at, group_key, labels, annotations,
+                   generator_url, first_seen, last_seen, changed_at, expires_at)
+               VALUES {values}
+               ON CONFLICT(fingerprint) DO UPDATE SET status=excluded.status, starts_at=excluded.starts_at,
+                   ends_at=excluded.ends_at, group_key=excluded.group_key, labels=excluded.labels,
+                   annotations=excluded.annotations, generator_url=excluded.generator_url,
+                   last_seen=excluded.last_seen, expires_at=excluded.expires_at""",  # noqa: S608
+            [v for row in part for v in row],
+        )
+
+
+def _mark_changed(conn: sqlite3.Connection, changed: set[str], now: float) -> None:
+    """Stamp ``changed_at`` on alerts whose state changed; a change to firing clears the ack."""
+    fps = sorted(changed)
+    for i in range(0, len(fps), 500):
+        part = fps[i : i + 500]
+        conn.execute(
+            f"""UPDATE alert_state SET changed_at=?,
+                   acked_by=CASE WHEN status='firing' THEN NULL ELSE acked_by END,
+                   acked_at=CASE WHEN status='firing' THEN NULL ELSE acked_at END
+               WHERE fingerprint IN ({",".join("?" * len(part))})""",  # noqa: S608
+            [now, *part],
+        )
 
 
 def _insert_outbox(conn: sqlite3.Connection, items: Sequence[NewOutboxItem], now: float) -> None:

@@ -26,6 +26,24 @@ async def test_enqueue_concurrently_gets_distinct_ids(store: Store) -> None:
     assert all(i.body.startswith(b"body") for i in items)
 
 
+async def test_enqueue_ids_name_their_own_bodies(store: Store) -> None:
+    bodies = [f"body-{i}".encode() for i in range(150)]  # more than one multi-row INSERT's worth
+    ids = await asyncio.gather(*(store.enqueue(b, f"g{i}", T0) for i, b in enumerate(bodies)))
+    stored = {i.id: i.body for i in await store.claim_inbox("w", 500, 30, time.time())}
+    assert [stored[i] for i in ids] == bodies
+
+
+async def test_a_fingerprint_twice_in_one_body_is_applied_in_order(store: Store) -> None:
+    await store.enqueue(b"{}", "g1", T0)
+    (item,) = await store.claim_inbox("w", 10, 30, time.time())
+    both = [seen("a"), seen("a", "resolved", ends=T0 + 60), seen("b")]
+    res = await store.commit_inbox(item, "w", both, lambda c: [], 3600, time.time())
+    assert res.committed and res.changed == frozenset({"a", "b"})
+    a, b = await store.alert("a"), await store.alert("b")
+    assert a is not None and a.status == "resolved"
+    assert b is not None and b.status == "firing"
+
+
 async def test_commit_applies_dedup_and_plans_only_changes(store: Store) -> None:
     calls: list[frozenset[str]] = []
 

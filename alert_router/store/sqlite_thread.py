@@ -1,0 +1,269 @@
+"""The thread that owns the SQLite connection: every call runs there, writes commit in groups.
+
+The event loop only queues work and waits for its future. The thread drains the queue by itself:
+appended rows (webhook bodies, which someone is waiting for) go first, in a commit of their own;
+then up to ``SLICE`` other calls: reads one by one, and writes sharing one transaction (group commit:
+one savepoint each, so a failing write undoes only itself, and one fsync'd commit for all). Each
+round's outcomes go back in one ``call_soon_threadsafe``, and the queue is looked at again.
+
+What a commit costs here (measured with ``bench/ingest.py`` and py-spy, see the note on issue 2):
+each call into SQLite releases the GIL, and winning it back from a busy event loop takes longer than
+the statement itself. So the number of SQLite calls per commit is what to keep down: rows appended to
+one table go in as one multi-row ``INSERT`` (:class:`Append`), and a group holding nothing else is
+that single statement, committing by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from alert_router.errors import StoreUnavailable
+
+T = TypeVar("T")
+
+SLICE = 16
+"""At most this many reads and writes run between two looks at the queue, so a webhook body waits for at
+most one such slice (a group commit of up to this many writes) before its own commit begins."""
+
+Outcome = tuple["asyncio.Future[Any]", bool, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """A table that takes rows appended in bulk: ``INSERT INTO <into> VALUES <row>, <row>, ...``.
+
+    All the rows queued for one ``Append`` in a group go in as few multi-row statements as the chunk size
+    allows, and each caller gets its row's id. One statement inserts its rows one after another, each taking
+    the next id (the thread is the only writer), so a chunk's ids run up to its ``lastrowid``.
+    """
+
+    into: str  # e.g. "inbox(received_at, group_key, body)"
+    row: str  # e.g. "(?,?,?)"
+    chunk: int = 64  # rows per statement; SQLite allows 32,766 parameters in one
+
+    def insert(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[int]:
+        """Insert ``rows``; return their ids in order."""
+        ids: list[int] = []
+        for i in range(0, len(rows), self.chunk):
+            part = rows[i : i + self.chunk]
+            sql = f"INSERT INTO {self.into} VALUES " + ",".join([self.row] * len(part))  # noqa: S608 - constants
+            last = conn.execute(sql, [v for row in part for v in row]).lastrowid
+            if last is None:
+                raise sqlite3.DatabaseError(f"INSERT INTO {self.into} reported no row id")
+            ids.extend(range(last - len(part) + 1, last + 1))
+        return ids
+
+
+@dataclass(slots=True)
+class _Job:
+    fn: Callable[[sqlite3.Connection], Any] | None
+    fut: asyncio.Future[Any]
+    write: bool
+    append: Append | None = None
+    row: tuple[Any, ...] = ()
+
+
+def _unavailable(exc: BaseException) -> StoreUnavailable:
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    if isinstance(exc, sqlite3.Error):
+        return StoreUnavailable(f"sqlite: {exc}")
+    return StoreUnavailable(str(exc) or type(exc).__name__)
+
+
+def _settle(outcomes: list[Outcome]) -> None:
+    for fut, ok, value in outcomes:
+        if fut.done():  # the caller was cancelled; the work itself is done or undone regardless
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)
+
+
+class SQLiteThread:
+    """Runs functions on one connection in one dedicated thread; see the module docstring."""
+
+    def __init__(self, connect: Callable[[], sqlite3.Connection], name: str = "sqlite-store") -> None:
+        self._connect = connect
+        self._name = name
+        self._cv = threading.Condition()
+        self._jobs: list[_Job] = []
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the thread is up with an open connection and not stopping."""
+        return self._thread is not None and self._conn is not None and not self._stopping
+
+    async def start(self) -> None:
+        """Start the thread and open the connection there; raise what opening raised."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        opened: asyncio.Future[None] = loop.create_future()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._main, args=(opened,), name=self._name, daemon=True)
+        self._thread.start()
+        try:
+            await opened
+        except BaseException:
+            await self._join()
+            raise
+
+    async def stop(self) -> None:
+        """Finish the queued work, close the connection and end the thread."""
+        if self._thread is None:
+            return
+        with self._cv:
+            self._stopping = True
+            self._cv.notify()
+        await self._join()
+
+    async def _join(self) -> None:
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            await asyncio.get_running_loop().run_in_executor(None, thread.join)
+
+    def _submit(
+        self,
+        fn: Callable[[sqlite3.Connection], Any] | None,
+        write: bool,
+        append: Append | None = None,
+        row: tuple[Any, ...] = (),
+    ) -> asyncio.Future[Any]:
+        if self._loop is None or not self.running:
+            raise StoreUnavailable("store is not open")
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        with self._cv:
+            self._jobs.append(_Job(fn, fut, write, append, row))
+            self._cv.notify()
+        return fut
+
+    async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` alone; an SQLite error rolls back what it began and becomes StoreUnavailable."""
+        result: T = await self._submit(fn, write=False)
+        return result
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside the next group transaction; return once that commit is durable."""
+        result: T = await self._submit(fn, write=True)
+        return result
+
+    async def append(self, table: Append, row: tuple[Any, ...]) -> int:
+        """Append ``row`` to ``table`` in the next group; return its id once the commit is durable.
+
+        Every SQLite call hands the GIL to the event loop's thread and must win it back, which costs about
+        as much as the call itself while the loop is busy; so rows appended together go in one multi-row
+        ``INSERT``, and a group holding nothing else is that single statement, committing by itself, with no
+        ``BEGIN``/``COMMIT`` around it. If the insert fails, every row in it fails and the rest of the group
+        still commits.
+        """
+        return int(await self._submit(None, write=True, append=table, row=row))
+
+    # -- the thread -------------------------------------------------------------------------------
+
+    def _main(self, opened: asyncio.Future[None]) -> None:
+        loop = self._loop
+        assert loop is not None
+        try:
+            self._conn = self._connect()
+        except BaseException as exc:  # handed to the waiting coroutine
+            self._stopping = True
+            loop.call_soon_threadsafe(_settle, [(opened, False, _unavailable(exc))])
+            return
+        loop.call_soon_threadsafe(_settle, [(opened, True, None)])
+        conn = self._conn
+        backlog: deque[_Job] = deque()  # taken from the queue, not yet run
+        try:
+            while True:
+                with self._cv:
+                    while not self._jobs and not backlog and not self._stopping:
+                        self._cv.wait()
+                    if not self._jobs and not backlog:
+                        break
+                    jobs, self._jobs = self._jobs, []
+                appends = [j for j in jobs if j.append is not None]
+                backlog.extend(j for j in jobs if j.append is None)
+                if appends:
+                    # Appends are webhook bodies someone is waiting for: they go first, in their own commit.
+                    loop.call_soon_threadsafe(_settle, self._appends(conn, appends))
+                if backlog:  # then one slice of the rest, so that a steady stream of appends starves nothing
+                    batch = [backlog.popleft() for _ in range(min(len(backlog), SLICE))]
+                    outcomes = [self._call(conn, j) for j in batch if not j.write]
+                    writes = [j for j in batch if j.write]
+                    if writes:
+                        outcomes.extend(self._group(conn, writes))
+                    loop.call_soon_threadsafe(_settle, outcomes)
+        finally:
+            self._conn = None
+            conn.close()
+
+    @staticmethod
+    def _call(conn: sqlite3.Connection, job: _Job) -> Outcome:
+        assert job.fn is not None
+        try:
+            return (job.fut, True, job.fn(conn))
+        except Exception as exc:  # every failure goes back to its caller
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.rollback()
+            return (job.fut, False, _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc)
+
+    @staticmethod
+    def _group(conn: sqlite3.Connection, jobs: list[_Job]) -> list[Outcome]:
+        results: list[Outcome] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for job in jobs:
+                assert job.fn is not None
+                conn.execute("SAVEPOINT w")
+                try:
+                    value = job.fn(conn)
+                except Exception as exc:  # this write is undone, the others go on
+                    conn.execute("ROLLBACK TO w")
+                    conn.execute("RELEASE w")
+                    results.append((job.fut, False, _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc))
+                else:
+                    conn.execute("RELEASE w")
+                    results.append((job.fut, True, value))
+            conn.execute("COMMIT")
+        except Exception as exc:  # the shared transaction failed: nobody's write is stored
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.rollback()
+            err = _unavailable(exc)
+            return [(job.fut, False, err) for job in jobs]
+        return results
+
+    @staticmethod
+    def _appends(conn: sqlite3.Connection, jobs: list[_Job]) -> list[Outcome]:
+        """Commit the queued appends together, all or nothing: one statement by itself when it can."""
+        tables: dict[Append, list[_Job]] = {}
+        for job in jobs:
+            assert job.append is not None
+            tables.setdefault(job.append, []).append(job)
+        ordered = [j for items in tables.values() for j in items]
+        alone = len(tables) == 1 and len(jobs) <= next(iter(tables)).chunk  # autocommit: its own transaction
+        try:
+            if not alone:
+                conn.execute("BEGIN IMMEDIATE")
+            ids = [i for table, items in tables.items() for i in table.insert(conn, [j.row for j in items])]
+            if not alone:
+                conn.execute("COMMIT")
+        except Exception as exc:  # every row of the round fails; the thread goes on
+            if conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.rollback()
+            err = _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc
+            return [(j.fut, False, err) for j in ordered]
+        return [(j.fut, True, i) for j, i in zip(ordered, ids, strict=True)]

@@ -1,0 +1,154 @@
+"""The SQLite store's thread: webhook appends go ahead of queued work, commit together, and fail alone."""
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from alert_router.errors import StoreUnavailable
+from alert_router.store.sqlite_thread import SLICE, Append, SQLiteThread
+from tests.helpers import wait_for
+
+ROWS = Append("t(v)", "(?)", chunk=8)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE IF NOT EXISTS t (id INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL)")
+    conn.execute("CREATE TABLE IF NOT EXISTS w (v INTEGER NOT NULL)")
+    return conn
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[SQLiteThread]:
+    thread = SQLiteThread(lambda: connect(tmp_path / "t.db"))
+    await thread.start()
+    try:
+        yield thread
+    finally:
+        await thread.stop()
+
+
+async def hold(db: SQLiteThread) -> tuple[asyncio.Future[object], threading.Event]:
+    """Occupy the thread with a write until the returned event is set."""
+    entered, gate = threading.Event(), threading.Event()
+
+    def block(conn: sqlite3.Connection) -> bool:
+        entered.set()
+        return gate.wait(10)
+
+    blocker = asyncio.ensure_future(db.write(block))
+    await asyncio.get_running_loop().run_in_executor(None, entered.wait, 10)
+    return blocker, gate
+
+
+async def test_appends_go_ahead_of_work_queued_before_them(db: SQLiteThread) -> None:
+    blocker, gate = await hold(db)
+    done: list[str] = []
+    writes = [
+        asyncio.ensure_future(db.write(lambda c, i=i: c.execute("INSERT INTO w VALUES (?)", (i,)).rowcount))
+        for i in range(3 * SLICE)
+    ]
+    for f in writes:
+        f.add_done_callback(lambda _: done.append("write"))
+    append = asyncio.ensure_future(db.append(ROWS, ("body",)))
+    append.add_done_callback(lambda _: done.append("append"))
+    await asyncio.sleep(0)  # every task has queued its work behind the blocker
+    gate.set()
+    assert await blocker is True
+    await asyncio.gather(*writes, append)
+    assert done[0] == "append"
+    assert done.count("write") == 3 * SLICE
+    assert await db.call(lambda c: c.execute("SELECT count(*) FROM w").fetchone()[0]) == 3 * SLICE
+
+
+async def test_appended_ids_name_their_rows_across_statements(db: SQLiteThread) -> None:
+    blocker, gate = await hold(db)
+    values = [f"v{i}" for i in range(3 * ROWS.chunk + 1)]  # more than one multi-row statement
+    pending = [asyncio.ensure_future(db.append(ROWS, (v,))) for v in values]
+    await asyncio.sleep(0)
+    gate.set()
+    await blocker
+    ids = await asyncio.gather(*pending)
+    stored = dict(await db.call(lambda c: c.execute("SELECT id, v FROM t").fetchall()))
+    assert [stored[i] for i in ids] == values
+
+
+async def test_a_failing_append_fails_its_rows_and_nothing_else(db: SQLiteThread) -> None:
+    blocker, gate = await hold(db)
+    write = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO w VALUES (1)").rowcount))
+    good = asyncio.ensure_future(db.append(ROWS, ("fine",)))
+    bad = asyncio.ensure_future(db.append(ROWS, (None,)))  # NOT NULL: the whole insert fails
+    await asyncio.sleep(0)
+    gate.set()
+    await blocker
+    assert await write == 1
+    for f in (good, bad):
+        with pytest.raises(StoreUnavailable, match="NOT NULL"):
+            await f
+    assert await db.call(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == 0
+    assert await db.append(ROWS, ("later",)) > 0  # the thread goes on
+
+
+async def test_a_failing_write_in_a_group_undoes_only_itself(db: SQLiteThread) -> None:
+    blocker, gate = await hold(db)
+
+    def boom(conn: sqlite3.Connection) -> None:
+        conn.execute("INSERT INTO w VALUES (2)")
+        raise ValueError("bad plan")
+
+    ok = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO w VALUES (1)").rowcount))
+    failing = asyncio.ensure_future(db.write(boom))
+    await asyncio.sleep(0)
+    gate.set()
+    await blocker
+    assert await ok == 1
+    with pytest.raises(ValueError, match="bad plan"):
+        await failing
+    assert await db.call(lambda c: c.execute("SELECT v FROM w").fetchall()) == [(1,)]
+
+
+async def test_work_queued_at_stop_is_finished_and_later_work_refused(db: SQLiteThread) -> None:
+    pending = [asyncio.ensure_future(db.append(ROWS, (f"v{i}",))) for i in range(5)]
+    await asyncio.sleep(0)
+    await db.stop()
+    assert len(set(await asyncio.gather(*pending))) == 5
+    with pytest.raises(StoreUnavailable, match="not open"):
+        await db.append(ROWS, ("late",))
+
+
+class Arrivals(Append):
+    """An append that, while it commits, has the next webhook arrive: the queue never runs dry of appends."""
+
+    def __init__(self, db: SQLiteThread, arrivals: int) -> None:
+        super().__init__("t(v)", "(?)")
+        object.__setattr__(self, "_db", db)
+        object.__setattr__(self, "_left", [arrivals])
+
+    def insert(self, conn: sqlite3.Connection, rows: list[tuple[object, ...]]) -> list[int]:
+        left = self._left  # type: ignore[attr-defined]
+        if left[0] > 0:
+            left[0] -= 1
+            self._db._submit(None, write=True, append=self, row=("next",))  # type: ignore[attr-defined]
+        return super().insert(conn, rows)
+
+
+async def test_a_steady_stream_of_appends_starves_no_other_work(db: SQLiteThread) -> None:
+    arrivals = 200
+    blocker, gate = await hold(db)
+    first = asyncio.ensure_future(db.append(Arrivals(db, arrivals), ("first",)))
+    read = asyncio.ensure_future(db.call(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]))
+    await asyncio.sleep(0)
+    gate.set()
+    await blocker
+    assert await first > 0
+    assert await read < arrivals  # it ran while webhooks kept arriving, not once they stopped
+
+    async def all_in() -> bool:
+        return bool(await db.call(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == arrivals + 1)
+
+    await wait_for(all_in)  # the last arrivals are in before the fixture stops the thread
