@@ -58,6 +58,14 @@ def test_bad_shapes_name_the_field(mutate, field: str) -> None:
     assert info.value.field == field
 
 
+def test_an_alert_without_labels_is_refused_in_plain_words() -> None:
+    body = fixture("firing-service-down.json")
+    body["alerts"][0]["labels"] = {}
+    with pytest.raises(PayloadError, match=r"alerts\.0\.labels: an alert needs at least one label") as info:
+        parse_payload(json.dumps(body).encode())
+    assert info.value.field == "alerts.0.labels"
+
+
 @pytest.mark.parametrize("raw", [b"", b"{", b"[]", b"null", b"\xff\xfe"])
 def test_not_json_object(raw: bytes) -> None:
     with pytest.raises(PayloadError):
