@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -205,6 +206,7 @@ class Service:
         return float("nan")
 
     def stop(self) -> None:
+        """Stop the service and remove its directory (a 10 s ingest run leaves gigabytes of store behind)."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -212,6 +214,10 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if os.environ.get("BENCH_KEEP"):
+            print(f"kept {self.tmp}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 async def wait_http(url: str, timeout: float = 30.0) -> None:
