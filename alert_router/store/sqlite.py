@@ -1,9 +1,10 @@
 """The embedded SQLite store: one process, one file, WAL with full fsync on every commit.
 
-All database work runs on one dedicated thread, one transaction per call, so the event loop never
-blocks and transactions never interleave. Webhook bodies arriving together are committed together
-(group commit): while one batch is being written, the next one collects, so throughput grows with
-load while every ``enqueue`` still returns only after its own row is on disk.
+All database work runs on one dedicated thread (``sqlite_thread.py``), so the event loop never blocks
+and transactions never interleave. Webhook bodies arriving together are committed together, as one
+multi-row ``INSERT`` ahead of the workers' writes; the workers' writes share group commits too. While
+one commit is being written the next one collects, so throughput grows with load while every caller
+still learns its outcome only after its own row is on disk.
 
 A file lock keeps a second process from opening the same database: several replicas need PostgreSQL.
 """
@@ -193,9 +194,9 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a write transaction shared with the other writes waiting at that moment.
 
-        Group commit: while one batch commits, the next collects; each write runs in its own savepoint,
-        so one failing write does not undo the others, and each caller learns its own outcome only once
-        the shared commit is durable.
+        Group commit: while one batch commits, the next collects (up to ``sqlite_thread.SLICE`` writes per
+        transaction); each write runs in its own savepoint, so one failing write does not undo the others,
+        and each caller learns its own outcome only once the shared commit is durable.
         """
         if self._thread is None:
             raise StoreUnavailable("store is not open")
