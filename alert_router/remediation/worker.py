@@ -24,6 +24,18 @@ from alert_router.store.base import OutboxItem, Store
 log = structlog.get_logger("alert_router.remediation.worker")
 
 
+
+def runs_horizon(config: Config, now: float) -> float:
+    """Finished runs last updated before this are deleted.
+
+    They are kept as long as the audit records that describe them (``retention.audit``), and never while
+    a runbook's cooldown or ``max_runs`` window could still count them.
+    """
+    longest = max(
+        (max(rb.guards.cooldown, rb.guards.max_runs.window) for rb in config.runbooks.values()), default=0.0
+    )
+    return now - max(config.settings.retention.audit, longest)
+
 class RunbookWorker:
     """Drives a :class:`RemediationEngine` from the outbox."""
 
@@ -65,6 +77,9 @@ class RunbookWorker:
             n = await self.store.prune_audit(now - settings.retention.audit)
             if n:
                 log.info("pruned old audit records", records=n)
+            n = await self.store.prune_runs(runs_horizon(self.config, now))
+            if n:
+                log.info("pruned old finished runs", runs=n)
 
     async def run(self) -> None:
         """Loop until cancelled."""

@@ -277,6 +277,10 @@ class Store(Protocol):
         """Delete audit records older than ``before``, keeping the chain verifiable; return how many."""
         ...
 
+    async def prune_runs(self, before: float) -> int:
+        """Delete finished runs (neither running nor waiting for approval) last updated before ``before``."""
+        ...
+
     # -- chat commands: short ids, acks and escalation timers (schema version 3) -------------------
 
     async def find_alerts(self, prefix: str, *, status: str | None = None, limit: int = 20) -> list[AlertRecord]:

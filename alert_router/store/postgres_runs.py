@@ -24,6 +24,7 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 from alert_router.audit import GENESIS, AuditChain, AuditEntry, AuditRecord, seal
 from alert_router.remediation.runs import (
     COUNTED,
+    FINAL,
     Admission,
     History,
     NewRun,
@@ -41,6 +42,7 @@ T = TypeVar("T")
 
 _AUDIT_COLUMNS = "seq, ts, event, runbook, run_id, target, actor, data, prev_hash, hash"
 _COUNTED = sorted(COUNTED)
+_FINAL = sorted(FINAL)
 
 
 async def _get_run(conn: asyncpg.Connection, run_id: int) -> RunRecord | None:
@@ -372,6 +374,18 @@ class PostgresRunsMixin:
             return AuditChain([audit_record(r) for r in rows], anchor[0], anchor[1], head[0], head[1])
 
         return await self._tx(q, isolation="repeatable_read")
+
+    async def prune_runs(self, before: float) -> int:
+        """Delete finished runs (neither running nor waiting for approval) last updated before ``before``."""
+
+        async def q(conn: asyncpg.Connection) -> int:
+            return affected(
+                await conn.execute(
+                    "DELETE FROM runbook_runs WHERE status = ANY($1::text[]) AND updated_at < $2", _FINAL, before
+                )
+            )
+
+        return await self._tx(q)
 
     async def prune_audit(self, before: float) -> int:
         """Delete records older than ``before``; the last deleted one becomes the anchor (under the head lock)."""

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from alert_router.audit import GENESIS, AuditChain, AuditEntry, AuditRecord, seal
 from alert_router.remediation.runs import (
     COUNTED,
+    FINAL,
     Admission,
     History,
     NewRun,
@@ -32,6 +33,8 @@ T = TypeVar("T")
 
 _COUNTED = tuple(sorted(COUNTED))
 _COUNTED_SQL = ",".join("?" for _ in _COUNTED)
+_FINAL = tuple(sorted(FINAL))
+_FINAL_SQL = ",".join("?" for _ in _FINAL)
 
 
 def _get_run(conn: sqlite3.Connection, run_id: int) -> RunRecord | None:
@@ -339,6 +342,19 @@ class SQLiteRunsMixin:
             return AuditChain([audit_record(r) for r in rows], anchor[0], anchor[1], head[0], head[1])
 
         return await self._run(get)
+
+    async def prune_runs(self, before: float) -> int:
+        """Delete finished runs (neither running nor waiting for approval) last updated before ``before``."""
+
+        def prune(conn: sqlite3.Connection) -> int:
+            return int(
+                conn.execute(
+                    f"DELETE FROM runbook_runs WHERE status IN ({_FINAL_SQL}) AND updated_at < ?",  # noqa: S608
+                    (*_FINAL, before),
+                ).rowcount
+            )
+
+        return await self._write(prune)
 
     async def prune_audit(self, before: float) -> int:
         """Delete records older than ``before``; the last deleted one becomes the anchor."""

@@ -164,3 +164,17 @@ async def _read_next_to(store: Store, tmp_path: Path) -> None:
         await reader.close()
     with pytest.raises(StoreUnavailable):
         await open_for_reading(f"sqlite:///{tmp_path / 'absent.db'}").open()
+
+
+async def test_pruning_removes_only_finished_runs_older_than_the_horizon(store: Store) -> None:
+    running, _ = await store.begin_run(new_run("Deployment/prod/a"), admission(), T0, effects)
+    skipped, _ = await store.begin_run(new_run("Deployment/prod/a"), admission(), T0 + 1, effects)  # locked
+    approval = new_run("Deployment/prod/c", status="pending_approval")
+    waiting, _ = await store.begin_run(approval, admission(), T0, effects)
+    done, _ = await store.begin_run(new_run("Deployment/prod/b"), admission(), T0, effects)
+    await finish(store, done, T0 + 10)
+    assert skipped.status == "skipped" and waiting.status == "pending_approval"
+    assert await store.prune_runs(T0 + 5) == 1  # the skipped run; the finished one was updated at T0 + 10
+    assert await store.prune_runs(T0 + 1000) == 1
+    left = {r.id: r.status for r in await store.runs()}
+    assert left == {running.id: "running", waiting.id: "pending_approval"}
