@@ -16,6 +16,8 @@ per destination; items claimed meanwhile go back for the next round), and they g
 channel's ``digest_capacity`` bounds the alerts per message. The swept items are marked done together,
 only after every digest message was confirmed; a failure puts them all back (or, if permanent, sends
 each to the receiver's fallback). Nothing is dropped and pending work stays in the store across restarts.
+With them, each swept group that has a living message gets one update of it to its latest state
+(``REFRESH_DELAY`` later), which is never digested itself.
 """
 
 from __future__ import annotations
@@ -45,6 +47,13 @@ log = structlog.get_logger("alert_router.throttle")
 
 DEFAULT_DIGEST_CAPACITY = 200
 DIGEST_RULE = "storm-digest"
+REFRESH = "refresh_after_digest"  # in ``extra``: an update of a group's own message after a storm digest
+REFRESH_DELAY = 30.0  # seconds a refresh waits after its digest
+
+
+def is_refresh(item: OutboxItem) -> bool:
+    """Whether ``item`` updates a group's own message after a storm digest."""
+    return bool(item.payload.get("extra", {}).get(REFRESH))
 
 
 @runtime_checkable
@@ -56,6 +65,10 @@ class DigestStore(Protocol):
 
     async def backlog(self, kind: str, dest: str) -> int:
         """Pending items of ``kind`` for ``dest``, claimed or not."""
+        ...
+
+    async def message_groups(self, dest: str, group_keys: Sequence[str]) -> set[str]:
+        """Those of ``group_keys`` that have a living message at ``dest`` (a message reference)."""
         ...
 
     async def claim_dest(
@@ -319,8 +332,8 @@ class StormControl:
         """
         threshold = self.threshold(item.dest)
         store = deliverer.store
-        if threshold <= 0 or not isinstance(store, DigestStore):
-            return False
+        if threshold <= 0 or not isinstance(store, DigestStore) or is_refresh(item):
+            return False  # a refresh after a digest is an edit of one group's own message: never digested
         backlog = await store.backlog("notify", item.dest)
         if backlog < threshold:
             return False
@@ -337,9 +350,14 @@ class StormControl:
             wait = deliverer.throttle.delay(channel)
             if wait > 0:
                 await asyncio.sleep(min(wait, deliverer.throttle.max_wait))
-            others: list[OutboxItem] = await store.claim_dest(
+            swept: list[OutboxItem] = await store.claim_dest(
                 "notify", item.dest, deliverer.owner, self.settings.max_items - 1, cfg.lease, time.time(), item.id
             )
+            refreshes = [i for i in swept if is_refresh(i)]
+            for r in refreshes:  # back, after the storm: they go out on their own, as edits
+                now = time.time()
+                await store.retry_outbox(r, deliverer.owner, now + REFRESH_DELAY, "storm: refresh waits", now)
+            others = [i for i in swept if not is_refresh(i)]
             if not others:
                 return False
             await self._round(deliverer, channel, item, others, backlog)
@@ -427,12 +445,40 @@ class StormControl:
                 deliverer.wake.set()
             self.last = DigestOutcome(len(items), len(digests), total, False)
             return
-        ok = await store.finish_outbox_many(items, deliverer.owner, ok=True, now=time.time())
+        refreshes = await self._refreshes(store, items)
+        ok = await store.finish_outbox_many(items, deliverer.owner, ok=True, now=time.time(), follow_ups=refreshes)
         if ok:
             deliverer.metrics.notifications.labels(dest, "digested").inc(len(items))
+            if refreshes:
+                deliverer.wake.set()
         else:
             log.warning("lease lost after a digest; another worker may repeat it", receiver=dest)
         self.last = DigestOutcome(len(items), len(digests), total, ok)
+
+    @staticmethod
+    async def _refreshes(store: DigestStore, items: Sequence[OutboxItem]) -> list[NewOutboxItem]:
+        """One update per swept group that has a living message, carrying the group's latest state.
+
+        The digest told the channel what happened, but each group's own message (a Slack message or a
+        Telegram message that is edited in place) would otherwise keep showing the state before the storm,
+        say FIRING for an alert that resolved inside the digest, until the group changes again. These
+        items wait ``REFRESH_DELAY`` (a storm often brings the next change within it) and then go out
+        one by one as edits, taking tokens from the destination's bucket like any message; they are never
+        swept into a digest, so a digest round cannot feed on its own refreshes.
+        """
+        due = time.time() + REFRESH_DELAY
+        latest: dict[str, OutboxItem] = {}
+        for i in sorted(items, key=lambda i: i.id):
+            latest[i.group_key] = i
+        dest = items[0].dest
+        living = await store.message_groups(dest, sorted(latest))
+        out = []
+        for group_key in sorted(living):
+            i = latest[group_key]
+            extra = {**i.payload.get("extra", {}), REFRESH: True}
+            payload = {**i.payload, "extra": extra}
+            out.append(NewOutboxItem("notify", dest, group_key, payload, not_before=due))
+        return out
 
     @staticmethod
     async def _release(deliverer: Deliverer, items: Sequence[OutboxItem], delay: float, error: str) -> None:

@@ -526,6 +526,19 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin):
 
         return await self._tx(q, mode="read")
 
+    async def message_groups(self, dest: str, group_keys: Sequence[str]) -> set[str]:
+        """Those of ``group_keys`` that have a message reference at ``dest``."""
+
+        async def q(conn: Conn) -> set[str]:
+            rows = await conn.fetch(
+                "SELECT group_key FROM message_refs WHERE dest = $1 AND group_key = ANY($2::text[])",
+                dest,
+                list(group_keys),
+            )
+            return {r[0] for r in rows}
+
+        return await self._tx(q, mode="read")
+
     async def claim_dest(
         self, kind: str, dest: str, owner: str, limit: int, lease: float, now: float, seed_id: int | None = None
     ) -> list[OutboxItem]:

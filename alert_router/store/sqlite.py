@@ -512,6 +512,26 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
 
         return await self._write(finish)
 
+    async def message_groups(self, dest: str, group_keys: Sequence[str]) -> set[str]:
+        """Those of ``group_keys`` that have a message reference at ``dest``."""
+        keys = list(group_keys)
+
+        def get(conn: sqlite3.Connection) -> set[str]:
+            found: set[str] = set()
+            for k in range(0, len(keys), 500):
+                part = keys[k : k + 500]
+                marks = ",".join("?" * len(part))
+                found.update(
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT group_key FROM message_refs WHERE dest=? AND group_key IN ({marks})",  # noqa: S608
+                        (dest, *part),
+                    )
+                )
+            return found
+
+        return await self._run(get)
+
     async def message_ref(self, dest: str, group_key: str) -> dict[str, Any] | None:
         """Look up the last message reference."""
 

@@ -240,6 +240,17 @@ async def test_backlog_and_claim_dest(store: SQLiteStore) -> None:
     assert await store.backlog("notify", "slack") == 4
 
 
+async def test_message_groups_are_those_with_a_living_message(store: SQLiteStore) -> None:
+    assert isinstance(store, DigestStore)
+    await fill(store, [nitem("slack", f"g{i}", i) for i in range(3)] + [nitem("file", "g0", 9)])
+    for it in await store.claim_outbox("notify", "w", 10, 30, time.time()):
+        ref = {"ts": it.group_key} if it.dest == "slack" and it.group_key != "g2" else None
+        assert await store.finish_outbox(it, "w", ok=True, now=time.time(), message_ref=ref)
+    assert await store.message_groups("slack", ["g0", "g1", "g2", "g9"]) == {"g0", "g1"}
+    assert await store.message_groups("file", ["g0"]) == set()
+    assert await store.message_groups("slack", []) == set()
+
+
 async def test_finish_many_is_all_or_nothing(store: SQLiteStore) -> None:
     """All items finish together with their follow-ups, or nothing changes when one lease was lost."""
     await fill(store, [nitem("slack", f"g{i}", i) for i in range(4)])
@@ -330,5 +341,76 @@ async def test_permanent_digest_failure_sends_every_item_to_the_fallback(tmp_pat
         fallbacks = await store.claim_dest("notify", "file", "w", 10, 30, time.time())
         assert sorted(i.group_key for i in fallbacks) == [f"g{g}" for g in range(5)]
         assert all(i.payload["extra"]["fallback_from"] == "slack" for i in fallbacks)
+    finally:
+        await store.close()
+
+
+class EditingChannel(RecordingChannel):
+    def __init__(self) -> None:
+        super().__init__()
+        self.previous: list[Any] = []
+
+    async def send(self, notification: Notification, previous: Any) -> Any:
+        self.previous.append(previous)
+        return await super().send(notification, previous)
+
+
+async def test_after_a_digest_each_living_message_gets_one_update_and_is_never_digested(tmp_path: Path) -> None:
+    """The digest told the story; each group's own message is then edited to its latest state, on its own."""
+    from alert_router.config import load
+    from alert_router.metrics import Metrics
+    from alert_router.pipeline.deliver import Deliverer
+    from alert_router.pipeline.throttle import is_refresh
+    from tests.channels.helpers import write_config
+
+    rx = "  - name: slack\n    storm: {threshold: 5}\n    webhook: {url: 'http://x'}\n"
+    cfg = load(write_config(tmp_path, rx), {})
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        ch = EditingChannel()
+        d = Deliverer(store, cfg, {"slack": ch}, Metrics(), "w")
+        # Groups g0-g2 already have a message of their own (as Slack's ts); the others never had one.
+        await fill(store, [NewOutboxItem("notify", "slack", f"g{g}", notification(group_key=f"g{g}").model_dump(
+            mode="json")) for g in range(3)])
+        for it in await store.claim_outbox("notify", "w", 10, 30, time.time()):
+            assert await store.finish_outbox(it, "w", ok=True, now=time.time(), message_ref={"ts": f"m-{it.group_key}"})
+        # The storm: every group fires, then resolves.
+        storm = [
+            notification([alert(f"A{g}", status=status)], receiver="slack", group_key=f"g{g}")
+            for status in ("firing", "resolved")
+            for g in range(12)
+        ]
+        await fill(store, [NewOutboxItem("notify", "slack", n.group_key, n.model_dump(mode="json")) for n in storm])
+        [seed] = await store.claim_outbox("notify", "w", 1, 30, time.time())
+        assert await d.storm.maybe_digest(d, seed, ch) is True
+        assert d.storm.last is not None and d.storm.last.ok and d.storm.last.items == 24
+        assert all(n.extra.get("digest") for n in ch.sent)
+
+        later = time.time() + 3600  # refreshes wait after the digest; claim them as if that time had come
+        refreshes = await store.claim_dest("notify", "slack", "w", 100, 30, later)
+        assert sorted(r.group_key for r in refreshes) == ["g0", "g1", "g2"]
+        assert all(is_refresh(r) and r.payload["status"] == "resolved" for r in refreshes)
+
+        # A new storm round sweeps them up but puts them back: they are never part of a digest.
+        for r in refreshes:
+            await store.retry_outbox(r, "w", time.time() + 600, "test", time.time())  # pending, not yet due
+        more = [notification([alert(f"B{g}")], receiver="slack", group_key=f"h{g}") for g in range(6)]
+        await fill(store, [NewOutboxItem("notify", "slack", n.group_key, n.model_dump(mode="json")) for n in more])
+        [seed] = await store.claim_outbox("notify", "w", 1, 30, time.time())
+        ch.sent.clear()
+        assert await d.storm.maybe_digest(d, seed, ch) is True
+        digested = {a.labels["alertname"] for n in ch.sent for a in n.alerts}
+        assert digested == {f"B{g}" for g in range(6)}
+        refreshes = await store.claim_dest("notify", "slack", "w", 100, 30, later)
+        assert sorted(r.group_key for r in refreshes) == ["g0", "g1", "g2"]
+
+        # Delivered, a refresh edits the group's own message even while the backlog is high.
+        ch.sent.clear()
+        for r in refreshes:
+            await d.deliver(r)
+        assert sorted(p["ts"] for p in ch.previous[-3:]) == ["m-g0", "m-g1", "m-g2"]
+        assert [n.status for n in ch.sent] == ["resolved"] * 3 and not any(n.extra.get("digest") for n in ch.sent)
+        assert await store.backlog("notify", "slack") == 0
     finally:
         await store.close()

@@ -31,6 +31,7 @@ test_runs_update_run_is_compare_and_set = runs.test_update_run_is_compare_and_se
 test_runs_pending_runs_hold_the_lock_until_decided = runs.test_pending_runs_hold_the_lock_until_decided
 test_digest_backlog_and_claim_dest = throttle.test_backlog_and_claim_dest
 test_digest_finish_many_is_all_or_nothing = throttle.test_finish_many_is_all_or_nothing
+test_digest_message_groups = throttle.test_message_groups_are_those_with_a_living_message
 
 
 async def test_orphaned_runs_are_those_whose_lease_expired(store: PostgresStore) -> None:
