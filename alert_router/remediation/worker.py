@@ -24,7 +24,6 @@ from alert_router.store.base import OutboxItem, Store
 log = structlog.get_logger("alert_router.remediation.worker")
 
 
-
 def runs_horizon(config: Config, now: float) -> float:
     """Finished runs last updated before this are deleted.
 
@@ -35,6 +34,7 @@ def runs_horizon(config: Config, now: float) -> float:
         (max(rb.guards.cooldown, rb.guards.max_runs.window) for rb in config.runbooks.values()), default=0.0
     )
     return now - max(config.settings.retention.audit, longest)
+
 
 class RunbookWorker:
     """Drives a :class:`RemediationEngine` from the outbox."""

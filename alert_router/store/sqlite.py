@@ -33,7 +33,7 @@ from alert_router.store.base import (
 )
 from alert_router.store.sqlite_chat import SQLiteChatMixin
 from alert_router.store.sqlite_runs import SQLiteRunsMixin
-from alert_router.store.sqlite_thread import Append, SQLiteThread
+from alert_router.store.sqlite_thread import Append, SQLiteThread, in_lists
 
 T = TypeVar("T")
 
@@ -317,8 +317,9 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
             rows: list[tuple[Any, ...]] = []
             for o in observed:
                 obs = o.observation
-                ch = is_change(obs, known.get(obs.fingerprint))
-                state = next_state(obs, known.get(obs.fingerprint), ch)
+                before = known.get(obs.fingerprint)
+                ch = is_change(obs, before)
+                state = next_state(obs, before, ch)
                 known[obs.fingerprint] = state
                 if ch:
                     changed.add(obs.fingerprint)
@@ -488,20 +489,18 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
     ) -> bool:
         """Record one outcome for all ``items`` at once, or nothing if any lease was lost."""
         ids = sorted({i.id for i in items})
-        chunks = [ids[k : k + 500] for k in range(0, len(ids), 500)]
+        chunks = list(in_lists(ids))
 
         def finish(conn: sqlite3.Connection) -> bool:
             held = 0
-            for chunk in chunks:
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in chunks:
                 held += conn.execute(
                     f"SELECT COUNT(*) FROM outbox WHERE id IN ({marks}) AND owner=? AND status='pending'",  # noqa: S608
                     (*chunk, owner),
                 ).fetchone()[0]
             if held != len(ids):
                 return False
-            for chunk in chunks:
-                marks = ",".join("?" * len(chunk))
+            for chunk, marks in chunks:
                 conn.execute(
                     f"""UPDATE outbox SET status=?, finished_at=?, error=?, owner=NULL, lease_until=NULL
                         WHERE id IN ({marks})""",  # noqa: S608 - placeholders only
@@ -514,13 +513,10 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
 
     async def message_groups(self, dest: str, group_keys: Sequence[str]) -> set[str]:
         """Those of ``group_keys`` that have a message reference at ``dest``."""
-        keys = list(group_keys)
 
         def get(conn: sqlite3.Connection) -> set[str]:
             found: set[str] = set()
-            for k in range(0, len(keys), 500):
-                part = keys[k : k + 500]
-                marks = ",".join("?" * len(part))
+            for part, marks in in_lists(group_keys):
                 found.update(
                     r[0]
                     for r in conn.execute(
@@ -607,11 +603,8 @@ _STATE_CHUNK = 64  # rows per upsert: 12 parameters each
 
 def _known_states(conn: sqlite3.Connection, fingerprints: set[str]) -> dict[str, KnownState]:
     """The recorded state of each of ``fingerprints`` that has one."""
-    fps = sorted(fingerprints)
     out: dict[str, KnownState] = {}
-    for i in range(0, len(fps), 500):
-        part = fps[i : i + 500]
-        marks = ",".join("?" * len(part))
+    for part, marks in in_lists(sorted(fingerprints)):
         for fp, status, starts_at, ends_at in conn.execute(
             f"SELECT fingerprint, status, starts_at, ends_at FROM alert_state WHERE fingerprint IN ({marks})",  # noqa: S608
             part,
@@ -639,14 +632,12 @@ def _upsert_states(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> Non
 
 def _mark_changed(conn: sqlite3.Connection, changed: set[str], now: float) -> None:
     """Stamp ``changed_at`` on alerts whose state changed; a change to firing clears the ack."""
-    fps = sorted(changed)
-    for i in range(0, len(fps), 500):
-        part = fps[i : i + 500]
+    for part, marks in in_lists(sorted(changed)):
         conn.execute(
             f"""UPDATE alert_state SET changed_at=?,
                    acked_by=CASE WHEN status='firing' THEN NULL ELSE acked_by END,
                    acked_at=CASE WHEN status='firing' THEN NULL ELSE acked_at END
-               WHERE fingerprint IN ({",".join("?" * len(part))})""",  # noqa: S608
+               WHERE fingerprint IN ({marks})""",  # noqa: S608
             [now, *part],
         )
 

@@ -26,6 +26,7 @@ from alert_router.chat.records import (
 )
 from alert_router.store.base import AlertRecord, NewOutboxItem
 from alert_router.store.rows import ESC_COLUMNS, escalation
+from alert_router.store.sqlite_thread import in_lists
 
 T = TypeVar("T")
 
@@ -86,9 +87,7 @@ class SQLiteChatMixin:
 
         def get(conn: sqlite3.Connection) -> dict[str, str]:
             out: dict[str, str] = {}
-            for i in range(0, len(wanted), 500):
-                chunk = wanted[i : i + 500]
-                marks = ",".join("?" for _ in chunk)
+            for chunk, marks in in_lists(wanted):
                 rows = conn.execute(
                     f"""SELECT fingerprint, acked_by FROM alert_state WHERE fingerprint IN ({marks})
                         AND status='firing' AND acked_by IS NOT NULL""",  # noqa: S608 - placeholders only

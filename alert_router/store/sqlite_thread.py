@@ -20,7 +20,7 @@ import contextlib
 import sqlite3
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,6 +33,17 @@ SLICE = 16
 most one such slice (a group commit of up to this many writes) before its own commit begins."""
 
 Outcome = tuple["asyncio.Future[Any]", bool, Any]
+
+
+IN_LIST = 500  # values per ``IN (...)`` list, far below SQLite's limit of 32,766 parameters
+
+
+def in_lists(values: Sequence[T]) -> Iterator[tuple[list[T], str]]:
+    """Split ``values`` for ``... IN (...)`` queries: each part with its ``?,?,...`` placeholders."""
+    items = list(values)
+    for i in range(0, len(items), IN_LIST):
+        part = items[i : i + IN_LIST]
+        yield part, ",".join("?" * len(part))
 
 
 @dataclass(frozen=True, slots=True)
