@@ -105,6 +105,9 @@ class SlackChannel:
     digest_capacity = 300
     """Alerts listed in one storm digest message (one compact line each)."""
 
+    edits_in_place = True
+    """A group's message is edited as the group changes (storm control refreshes it after a digest)."""
+
     def __init__(self, receiver: str, cfg: SlackConfig, links: dict[str, Any] | None = None) -> None:
         self.receiver = receiver
         self.cfg = cfg

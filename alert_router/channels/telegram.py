@@ -102,6 +102,9 @@ class TelegramChannel:
     digest_capacity = 20
     """Alerts listed in one storm digest message (one compact line each of at most ~180 characters)."""
 
+    edits_in_place = True
+    """A group's message is edited as the group changes (storm control refreshes it after a digest)."""
+
     def __init__(self, receiver: str, cfg: TelegramConfig, links: dict[str, Any] | None = None) -> None:
         self.receiver = receiver
         self.cfg = cfg

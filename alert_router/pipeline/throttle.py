@@ -16,8 +16,9 @@ per destination; items claimed meanwhile go back for the next round), and they g
 channel's ``digest_capacity`` bounds the alerts per message. The swept items are marked done together,
 only after every digest message was confirmed; a failure puts them all back (or, if permanent, sends
 each to the receiver's fallback). Nothing is dropped and pending work stays in the store across restarts.
-With them, each swept group that has a living message gets one update of it to its latest state
-(``REFRESH_DELAY`` later), which is never digested itself.
+With them, on channels that edit a group's message in place (``edits_in_place``: Slack, Telegram),
+each swept group that has such a message gets one update of it to its latest state (``REFRESH_DELAY``
+later), which is never digested itself.
 """
 
 from __future__ import annotations
@@ -445,7 +446,7 @@ class StormControl:
                 deliverer.wake.set()
             self.last = DigestOutcome(len(items), len(digests), total, False)
             return
-        refreshes = await self._refreshes(store, items)
+        refreshes = await self._refreshes(store, items) if getattr(channel, "edits_in_place", False) else []
         ok = await store.finish_outbox_many(items, deliverer.owner, ok=True, now=time.time(), follow_ups=refreshes)
         if ok:
             deliverer.metrics.notifications.labels(dest, "digested").inc(len(items))

@@ -346,6 +346,8 @@ async def test_permanent_digest_failure_sends_every_item_to_the_fallback(tmp_pat
 
 
 class EditingChannel(RecordingChannel):
+    edits_in_place = True
+
     def __init__(self) -> None:
         super().__init__()
         self.previous: list[Any] = []
@@ -411,6 +413,37 @@ async def test_after_a_digest_each_living_message_gets_one_update_and_is_never_d
             await d.deliver(r)
         assert sorted(p["ts"] for p in ch.previous[-3:]) == ["m-g0", "m-g1", "m-g2"]
         assert [n.status for n in ch.sent] == ["resolved"] * 3 and not any(n.extra.get("digest") for n in ch.sent)
+        assert await store.backlog("notify", "slack") == 0
+    finally:
+        await store.close()
+
+
+async def test_channels_that_do_not_edit_in_place_get_no_refresh_after_a_digest(tmp_path: Path) -> None:
+    """A file or email receiver also keeps a reference (a line id, a thread), but has no message to correct."""
+    from alert_router.config import load
+    from alert_router.metrics import Metrics
+    from alert_router.pipeline.deliver import Deliverer
+    from tests.channels.helpers import write_config
+
+    rx = "  - name: slack\n    storm: {threshold: 5}\n    webhook: {url: 'http://x'}\n"
+    cfg = load(write_config(tmp_path, rx), {})
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        ch = RecordingChannel()
+        d = Deliverer(store, cfg, {"slack": ch}, Metrics(), "w")
+        def items(groups: range) -> list[NewOutboxItem]:
+            return [NewOutboxItem("notify", "slack", f"g{g}", notification(group_key=f"g{g}").model_dump(mode="json"))
+                    for g in groups]
+
+        await fill(store, items(range(3)))  # g0-g2 got a reference, as a file receiver's line id
+        for it in await store.claim_outbox("notify", "w", 10, 30, time.time()):
+            assert await store.finish_outbox(it, "w", ok=True, now=time.time(), message_ref={"line_id": it.id})
+        await fill(store, items(range(12)))  # then the storm, g0-g2 included
+        [seed] = await store.claim_outbox("notify", "w", 1, 30, time.time())
+        assert await d.storm.maybe_digest(d, seed, ch) is True
+        assert d.storm.last is not None and d.storm.last.ok and d.storm.last.items == 12
+        assert await store.message_groups("slack", ["g0", "g1", "g2"]) == {"g0", "g1", "g2"}
         assert await store.backlog("notify", "slack") == 0
     finally:
         await store.close()
