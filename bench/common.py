@@ -20,8 +20,8 @@ from typing import Any
 import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
-# Real Alertmanager 0.25 bodies (see ../shared/fixtures/alertmanager-0.25/README.md), used as templates.
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "alertmanager-0.25"
+# Real Alertmanager 0.25 bodies (see tests/fixtures/alertmanager-0.25/README.md), used as templates.
+FIXTURES = ROOT / "tests" / "fixtures" / "alertmanager-0.25"
 
 
 def free_port() -> int:
@@ -31,31 +31,7 @@ def free_port() -> int:
 
 
 def body_template() -> dict[str, Any]:
-    path = FIXTURES / "firing-latency-truncated.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    return {  # the same shape, should the fixtures not be beside the repository
-        "receiver": "alert-router",
-        "status": "firing",
-        "version": "4",
-        "groupKey": '{}:{alertname="X"}',
-        "truncatedAlerts": 0,
-        "externalURL": "http://am:9093",
-        "groupLabels": {},
-        "commonLabels": {},
-        "commonAnnotations": {},
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": {"alertname": "X", "pod": "p"},
-                "annotations": {"summary": "s"},
-                "startsAt": "2026-11-27T00:00:00Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "",
-                "fingerprint": "f",
-            }
-        ],
-    }
+    return json.loads((FIXTURES / "firing-latency-truncated.json").read_text())  # type: ignore[no-any-return]
 
 
 class Bodies:

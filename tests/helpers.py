@@ -16,8 +16,8 @@ from alert_router.app import build_app
 from alert_router.appkeys import RUNTIME, Runtime
 from alert_router.config import Config, load
 
-# Real Alertmanager 0.25 bodies (see ../shared/fixtures/alertmanager-0.25/README.md); read in place, not copied.
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "alertmanager-0.25"
+# Real Alertmanager 0.25 bodies (where they come from: tests/fixtures/alertmanager-0.25/README.md).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alertmanager-0.25"
 
 DEFAULT_RULES = """\
 rules:

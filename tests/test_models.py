@@ -8,8 +8,8 @@ import pytest
 from alert_router.errors import PayloadError
 from alert_router.models import parse_payload
 
-# Bodies captured from a real Alertmanager 0.25 (see ../shared/fixtures/alertmanager-0.25/README.md).
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "alertmanager-0.25"
+# Bodies captured from a real Alertmanager 0.25 (see tests/fixtures/alertmanager-0.25/README.md).
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alertmanager-0.25"
 
 
 def fixture(name: str) -> dict:
