@@ -234,15 +234,15 @@ def _not_found() -> ApiError:
 
 _STD_VERBS = frozenset({"get", "list", "create", "update", "patch", "delete"})
 
+
+def _scalable(plural: str, kind: str) -> _Res:
+    """An apps/v1 workload with ``/scale`` and ``/status`` subresources."""
+    return _Res("apps", "v1", plural, kind, _STD_VERBS,
+                {"scale": frozenset({"get", "update", "patch"}), "status": frozenset({"get"})})
+
+
 RESOURCES: dict[tuple[str, str, str], _Res] = {
-    ("apps", "v1", "deployments"): _Res(
-        "apps",
-        "v1",
-        "deployments",
-        "Deployment",
-        _STD_VERBS,
-        {"scale": frozenset({"get", "update", "patch"}), "status": frozenset({"get"})},
-    ),
+    ("apps", "v1", "deployments"): _scalable("deployments", "Deployment"),
     ("", "v1", "pods"): _Res(
         "",
         "v1",
@@ -286,22 +286,8 @@ RESOURCES: dict[tuple[str, str, str], _Res] = {
             {"metadata.name", "metadata.namespace", "regarding.kind", "regarding.name", "reason", "type"}
         ),
     ),
-    ("apps", "v1", "replicasets"): _Res(
-        "apps",
-        "v1",
-        "replicasets",
-        "ReplicaSet",
-        _STD_VERBS,
-        {"scale": frozenset({"get", "update", "patch"}), "status": frozenset({"get"})},
-    ),
-    ("apps", "v1", "statefulsets"): _Res(
-        "apps",
-        "v1",
-        "statefulsets",
-        "StatefulSet",
-        _STD_VERBS,
-        {"scale": frozenset({"get", "update", "patch"}), "status": frozenset({"get"})},
-    ),
+    ("apps", "v1", "replicasets"): _scalable("replicasets", "ReplicaSet"),
+    ("apps", "v1", "statefulsets"): _scalable("statefulsets", "StatefulSet"),
     ("autoscaling", "v2", "horizontalpodautoscalers"): _Res(
         "autoscaling",
         "v2",
@@ -1278,6 +1264,17 @@ class KubeApiStandin:
             if complete:
                 self.complete_rollout(namespace, name)
             return copy.deepcopy(self._objects[("replicasets", namespace, f"{name}-{ro.template_hash}")])
+
+    def set_paused(self, namespace: str, name: str, paused: bool) -> None:
+        """Pause or resume a Deployment (as ``kubectl rollout pause/resume``)."""
+        with self._lock:
+            dep = self._objects[("deployments", namespace, name)]
+            if paused:
+                dep["spec"]["paused"] = True
+            else:
+                dep["spec"].pop("paused", None)
+            dep["metadata"]["generation"] = int(dep["metadata"].get("generation", 1)) + 1
+            self._refresh_deployment_status(dep, self._rollouts[(namespace, name)], bump=True, force=True)
 
     def replicasets(self, namespace: str) -> list[Obj]:
         """Snapshots of the ReplicaSets in ``namespace``."""

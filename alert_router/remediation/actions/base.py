@@ -114,10 +114,10 @@ class StepContext:
         """Seconds left before the step's deadline."""
         return self.deadline - time.monotonic()
 
-    def require_target(self, kind: str) -> Target:
-        """The target, which must be of ``kind`` (checked at load time; asserted here)."""
-        if self.target is None or self.target.kind != kind:
-            raise StepFailed(FailureReason.INVALID, f"this action needs a {kind} target")
+    def require_target(self, *kinds: str) -> Target:
+        """The target, which must be of one of ``kinds`` (checked at load time; asserted here)."""
+        if self.target is None or self.target.kind not in kinds:
+            raise StepFailed(FailureReason.INVALID, f"this action needs a {' or '.join(kinds)} target")
         return self.target
 
     async def sleep(self, seconds: float | None = None) -> None:
