@@ -8,11 +8,15 @@ window. A semaphore per Loki URL bounds concurrent queries. The whole stage is b
 ``loki.timeout`` (2 s by default): on timeout, error or an empty answer the notification goes out
 anyway, saying why. It never raises and never drops a notification.
 
+With ``enrich.kubernetes`` on, the workloads the alerts name are read from the Kubernetes API at
+the same time (:mod:`alert_router.enrich.kubernetes`), bounded by their own timeout.
+
 Output, in ``notification.extra["enrichment"]``::
 
     {"logs": [{"query": str, "status": "ok" | "empty" | "unavailable", "reason": str | None,
                "lines": [{"ts": RFC3339, "pod": str, "line": str}], "fingerprints": [str]}],
-     "links": {fingerprint: {"grafana": url, "alertmanager": url, "silence": url, "generator": url}}}
+     "links": {fingerprint: {"grafana": url, "alertmanager": url, "silence": url, "generator": url}},
+     "kubernetes": [{"target": str, "status": str, "summary": str, ..., "fingerprints": [str]}]}
 
 Lines are merged across streams in time order, newest last, redacted, then trimmed per line and in
 total. A link that cannot be built is ``""``.
@@ -34,6 +38,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from alert_router.configbase import secret
+from alert_router.enrich.kubernetes import KubernetesEnricher
 from alert_router.enrich.links import (
     alertmanager_urls,
     grafana_explore_url,
@@ -314,6 +319,7 @@ class EnrichmentStage:
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._redactors: dict[Hashable, Redactor] = {}
         self._metrics = _StageMetrics(metrics)
+        self._kube: KubernetesEnricher | None = None
 
     # -- configuration ---------------------------------------------------------------------
     def settings_for(self, rule_name: str) -> EnrichSettings:
@@ -322,8 +328,9 @@ class EnrichmentStage:
 
     @property
     def active(self) -> bool:
-        """Whether any rule would enrich at all (Loki or links)."""
-        return any(s.loki_enabled or s.links.enabled for s in [self._global, *self._by_rule.values()])
+        """Whether any rule would enrich at all (Loki, links or Kubernetes)."""
+        return any(s.loki_enabled or s.links.enabled or s.kubernetes.enabled
+                   for s in [self._global, *self._by_rule.values()])
 
     def _redactor(self, cfg: RedactSettings) -> Redactor:
         key = (cfg.defaults, tuple(cfg.patterns))
@@ -388,14 +395,26 @@ class EnrichmentStage:
 
     async def build(self, notification: Notification, settings: EnrichSettings) -> dict[str, Any] | None:
         """Compute the enrichment of ``notification`` under ``settings`` (``None`` when all is off)."""
-        if not settings.loki_enabled and not settings.links.enabled:
+        if not settings.loki_enabled and not settings.links.enabled and not settings.kubernetes.enabled:
             return None
+        kube: asyncio.Task[list[dict[str, Any]]] | None = None
+        if settings.kubernetes.enabled:
+            if self._kube is None:
+                self._kube = KubernetesEnricher(self.config.settings.kubernetes)
+            kube = asyncio.create_task(self._kube.enrich(notification.alerts, settings.kubernetes,
+                                                         self._redactor(settings.redact)))
         windows: dict[str, _Group] = {}
         logs: list[dict[str, Any]] = []
-        if settings.loki is not None and settings.loki.enabled:
-            logs, windows = await self._logs(notification, settings.loki, settings.redact)
+        try:
+            if settings.loki is not None and settings.loki.enabled:
+                logs, windows = await self._logs(notification, settings.loki, settings.redact)
+        finally:
+            evidence = await kube if kube is not None else None
         links = self._links(notification, settings, windows) if settings.links.enabled else {}
-        return {"logs": logs, "links": links}
+        out: dict[str, Any] = {"logs": logs, "links": links}
+        if evidence is not None:
+            out["kubernetes"] = evidence
+        return out
 
     def _plan(
         self, notification: Notification, loki: LokiSettings, now_ns: int
@@ -625,6 +644,9 @@ class EnrichmentStage:
     async def aclose(self) -> None:
         """Cancel queries in flight and close the HTTP session (if the stage created it)."""
         await self.cache.aclose()
+        if self._kube is not None:
+            await self._kube.aclose()
+            self._kube = None
         if self._own_session and self._session is not None:
             await self._session.close()
         self._session = None
