@@ -47,7 +47,7 @@ from alert_router.enrich.redact import Redactor
 from alert_router.errors import AlertRouterError, FailureReason, StoreUnavailable
 from alert_router.pipeline.route import route_labels
 from alert_router.remediation.actions import REGISTRY, ActionParams, StepContext, StepFailed, StepResult, Target
-from alert_router.remediation.evidence import gather
+from alert_router.remediation.evidence import gather_with
 from alert_router.remediation.kube import KubeClient, KubeError, KubeSession
 from alert_router.remediation.runbook import Runbook
 from alert_router.remediation.runs import (
@@ -442,11 +442,7 @@ class RemediationEngine:
 
         Evidence only reads, in dry runs too; without a cluster it says why it is unavailable.
         """
-        settings = runbook.evidence
-        with contextlib.suppress(KubeError):  # build the client outside the bound; gather() reports its errors
-            await self.kube.api()
-        session = self._session(dry_run=False, deadline=time.monotonic() + settings.timeout)
-        evidence = await gather(session, target, settings, self.redactor)
+        evidence = await gather_with(self.kube, target, runbook.evidence, self.redactor)
         log.info("evidence gathered", runbook=runbook.name, target=target.key, status=evidence.get("status"),
                  summary=evidence.get("summary"), duration=evidence.get("duration"))
         return evidence

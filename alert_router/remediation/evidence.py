@@ -21,6 +21,7 @@ model:v42)``, and whose ``last_rollout_age`` (seconds, or ``None``) runbook cond
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,7 +33,7 @@ from pydantic import Field, field_validator
 from alert_router.configbase import ConfigModel
 from alert_router.durations import Duration, check_timeout
 from alert_router.remediation.actions.base import Target
-from alert_router.remediation.kube import KubeError, KubeSession, label_selector
+from alert_router.remediation.kube import KubeClient, KubeError, KubeSession, label_selector
 
 if TYPE_CHECKING:
     from alert_router.enrich.redact import Redactor
@@ -41,6 +42,7 @@ __all__ = [
     "EVIDENCE_KINDS",
     "EvidenceSettings",
     "gather",
+    "gather_with",
     "humanize_age",
     "planned_requests",
     "summarize",
@@ -560,7 +562,18 @@ async def gather(
     return g.result(timed_out, time.monotonic() - started)
 
 
-def planned_requests(target: Target) -> list[str]:
+async def gather_with(
+    client: KubeClient | None, target: Target, settings: EvidenceSettings, redactor: Redactor
+) -> Obj:
+    """:func:`gather` with a session of ``client``; the client is built first, outside the time bound."""
+    if client is not None:
+        with contextlib.suppress(KubeError):  # gather() reports what is wrong with it
+            await client.api()
+    session = KubeSession(client, dry_run=False, deadline=time.monotonic() + settings.timeout)
+    return await gather(session, target, settings, redactor)
+
+
+def planned_requests(target: Target, settings: EvidenceSettings) -> list[str]:
     """The reads :func:`gather` sends for ``target``, for ``alert-router runbook test``."""
     ns, name = target.namespace, target.name
     core = f"/api/v1/namespaces/{ns}"
@@ -575,5 +588,7 @@ def planned_requests(target: Target) -> list[str]:
         out += [f"GET {core}/events?fieldSelector=type=Warning",
                 f"GET /apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers",
                 f"GET {core}/pods?labelSelector=<the {target.kind}'s selector>"]
-    out.append(f"GET {core}/pods/<crash-looping pod>/log?previous=true&tailLines=N (up to N pods)")
+    if settings.log_lines and settings.max_logs:
+        out.append(f"GET {core}/pods/<crash-looping pod>/log?previous=true&tailLines={settings.log_lines} "
+                   f"(up to {settings.max_logs} pods)")
     return out
