@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field, field_validator
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from alert_router.enrich.redact import Redactor
     from alert_router.models import Alert
 
-__all__ = ["KubernetesEnrichSettings", "KubernetesEnricher", "TargetLabel", "targets_of"]
+__all__ = ["KubernetesEnrichSettings", "KubernetesEnricher", "TargetLabel", "target_of", "targets_of"]
 
 
 class TargetLabel(ConfigModel):
@@ -77,16 +77,22 @@ def targets_of(alerts: Sequence[Alert], settings: KubernetesEnrichSettings) -> l
     """
     found: dict[str, tuple[Target, list[str]]] = {}
     for alert in alerts:
-        ns = alert.labels.get(settings.namespace_label, "")
-        if namespace_problem(ns) or (settings.namespaces and ns not in settings.namespaces):
-            continue
-        for t in settings.targets:
-            name = alert.labels.get(t.label, "")
-            if name and not name_problem(name):
-                target = Target(t.kind, ns, name)
-                found.setdefault(target.key, (target, []))[1].append(alert.fingerprint)
-                break
+        target = target_of(alert.labels, settings)
+        if target is not None:
+            found.setdefault(target.key, (target, []))[1].append(alert.fingerprint)
     return list(found.values())[: settings.max_targets]
+
+
+def target_of(labels: Mapping[str, str], settings: KubernetesEnrichSettings) -> Target | None:
+    """The workload one alert's labels name (see :func:`targets_of`), or ``None``."""
+    ns = labels.get(settings.namespace_label, "")
+    if namespace_problem(ns) or (settings.namespaces and ns not in settings.namespaces):
+        return None
+    for t in settings.targets:
+        name = labels.get(t.label, "")
+        if name and not name_problem(name):
+            return Target(t.kind, ns, name)
+    return None
 
 
 PREPARE_TIMEOUT = 10.0
@@ -107,6 +113,13 @@ class KubernetesEnricher:
         self.client = client or KubeClient(kubernetes, RetryConfig(attempts=1))
         self.clock = clock
         self._cache: dict[Hashable, tuple[float, asyncio.Task[dict[str, Any]]]] = {}
+        self._preparing: asyncio.Task[Any] | None = None
+
+    def prepare(self) -> None:
+        """Build the client in the background (the first notification then does not wait for it)."""
+        if self._preparing is None:
+            self._preparing = asyncio.create_task(self.client.api(), name="kube-client")
+            self._preparing.add_done_callback(lambda t: t.cancelled() or t.exception())  # failures: at first use
 
     async def enrich(self, alerts: Sequence[Alert], settings: KubernetesEnrichSettings,
                      redactor: Redactor) -> list[dict[str, Any]]:
@@ -147,6 +160,8 @@ class KubernetesEnricher:
     async def aclose(self) -> None:
         """Cancel gatherings in flight and close the client."""
         tasks = [t for _, t in self._cache.values() if not t.done()]
+        if self._preparing is not None and not self._preparing.done():
+            tasks.append(self._preparing)
         for t in tasks:
             t.cancel()
         if tasks:

@@ -38,7 +38,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from alert_router.configbase import secret
-from alert_router.enrich.kubernetes import KubernetesEnricher
+from alert_router.enrich.kubernetes import KubernetesEnricher, target_of
 from alert_router.enrich.links import (
     alertmanager_urls,
     grafana_explore_url,
@@ -246,7 +246,7 @@ def preview_queries(config: Config, rules: list[Rule], labels: dict[str, str]) -
 
 
 def describe_queries(config: Config, rules: list[Rule], labels: dict[str, str]) -> list[str]:
-    """Human-readable lines for ``route-test``: the LogQL query each rule would send, or why none."""
+    """Human-readable lines for ``route-test``: each rule's LogQL query (or why none) and Kubernetes workload."""
     from alert_router.durations import format_duration
 
     lines: list[str] = []
@@ -265,6 +265,13 @@ def describe_queries(config: Config, rules: list[Rule], labels: dict[str, str]) 
                 f"from startsAt-{format_duration(s.lookback)} to endsAt or now"
                 + (f" tenant={s.tenant}" if s.tenant else "")
             )
+    for rule in rules:
+        k = settings_for_rule(config, rule).kubernetes
+        if k.enabled:
+            target = target_of(labels, k)
+            lines.append(f"kubernetes evidence (rule {rule.name}): "
+                         + (f"{target.key}, within {format_duration(k.timeout)}" if target is not None
+                            else "no workload named by these labels"))
     return lines
 
 
@@ -325,6 +332,16 @@ class EnrichmentStage:
     def settings_for(self, rule_name: str) -> EnrichSettings:
         """The effective settings for notifications routed by ``rule_name`` (global for the default route)."""
         return self._by_rule.get(rule_name, self._global)
+
+    def prepare(self) -> None:
+        """Start building the Kubernetes client in the background when any rule enriches from Kubernetes.
+
+        Importing the official client takes a second or two once per process: better at startup than on the
+        first page. Call from a running event loop.
+        """
+        if any(s.kubernetes.enabled for s in [self._global, *self._by_rule.values()]) and self._kube is None:
+            self._kube = KubernetesEnricher(self.config.settings.kubernetes)
+            self._kube.prepare()
 
     @property
     def active(self) -> bool:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from alert_router.config import Config, load
-from alert_router.enrich.stage import EnrichmentStage
+from alert_router.enrich.stage import EnrichmentStage, describe_queries
 from alert_router.render import defaults
 from alert_router.render.context import build_context
 from alert_router.render.templates import Template
@@ -103,3 +103,11 @@ async def test_off_by_default(kube_standin: KubeApiStandin, kube_kubeconfig: Pat
     n = notification([alert("fp1", LABELS)])
     await stage(n)
     assert "kubernetes" not in n.extra.get("enrichment", {}) and kube_standin.requests == []
+
+
+def test_route_test_names_the_workload(tmp_path: Path) -> None:
+    config = kube_config(tmp_path, None)
+    lines = describe_queries(config, list(config.rules), LABELS)
+    assert "kubernetes evidence (rule everything): Deployment/prod/model-api, within 3s" in lines
+    assert describe_queries(config, list(config.rules), {"alertname": "NodeDown"})[-1].endswith(
+        "no workload named by these labels")

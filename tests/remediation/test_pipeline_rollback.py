@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from alert_router.remediation.engine import RemediationEngine
-from tests.helpers import settle, wait_for
+from tests.helpers import settle, wait_for, write_config
 from tests.remediation.helpers import RESTART, alert_body, post, remediation_app, remediation_config, wait_run
 from tests.remediation.test_evidence import bad_release
 from tests.remediation.test_pipeline import events, outcomes
@@ -133,3 +133,50 @@ async def test_dry_run_reports_the_403_the_real_run_would_meet(
     assert (patch["method"], patch["status"], patch["query"]) == ("PATCH", 403, {"dryRun": "All"})
     assert kube_standin.persisting_requests == []
     assert outcomes(tmp_path)[0]["status"] == "failed"
+
+
+SCALE_UP = (REPO / "runbooks" / "scale-up-model-api.yaml").read_text()
+LATENCY_RULES = """\
+rules:
+  - name: model-latency
+    match: ['alertname="HighModelLatency"']
+    receivers: [file]
+    runbooks: [rollback-model-api, scale-up-model-api]
+default:
+  receivers: [file]
+"""
+
+
+async def test_latency_after_a_release_rolls_back_instead_of_scaling(
+    tmp_path: Path, kube_standin: KubeApiStandin, kube_kubeconfig: Path
+) -> None:
+    """As rules/routing.yaml orders them: the pending rollback holds the lock, so the scale-up is skipped."""
+    bad_release(kube_standin)
+    cfg = write_config(tmp_path, f"dry_run: false\nkubernetes: {{kubeconfig: {kube_kubeconfig}}}\n"
+                       "remediation: {poll_interval: 0.05}\n", rules=LATENCY_RULES,
+                       runbooks={"a.yaml": ROLLBACK, "b.yaml": SCALE_UP})
+    async with remediation_app(cfg) as (client, rt):
+        await post(client, alert_body("HighModelLatency"))
+        (pending,) = await wait_run(rt, "pending_approval", runbook="rollback-model-api")
+        (skipped,) = await wait_run(rt, "skipped", runbook="scale-up-model-api")
+        await settle(rt)
+    assert pending.target == skipped.target == "Deployment/prod/model-api"
+    assert skipped.data["refusal"]["guard"] == "lock"
+    assert kube_standin.persisting_requests == []
+
+
+async def test_latency_long_after_a_release_scales_up(
+    tmp_path: Path, kube_standin: KubeApiStandin, kube_kubeconfig: Path
+) -> None:
+    kube_standin.add_deployment("prod", "model-api", replicas=2)
+    kube_standin.backdate("replicasets", "prod", kube_standin.replicasets("prod")[0]["metadata"]["name"], 86400)
+    cfg = write_config(tmp_path, f"dry_run: false\nkubernetes: {{kubeconfig: {kube_kubeconfig}}}\n"
+                       "remediation: {poll_interval: 0.05}\n", rules=LATENCY_RULES,
+                       runbooks={"a.yaml": ROLLBACK, "b.yaml": SCALE_UP})
+    async with remediation_app(cfg) as (client, rt):
+        await post(client, alert_body("HighModelLatency"))
+        (run,) = await wait_run(rt, {"succeeded", "failed"}, runbook="scale-up-model-api")
+        await settle(rt)
+        assert await rt.store.runs(runbook="rollback-model-api") == []
+    assert run.status == "succeeded", run.summary
+    assert run.summary.startswith("scaled Deployment/prod/model-api from 2 to 3")
