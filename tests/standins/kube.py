@@ -18,14 +18,25 @@ What is modelled (paths, shapes, status codes and ``Status`` bodies as the real 
   generations and rolls pods over one at a time (maxSurge 1, maxUnavailable 0) until done;
   zero-valued status counters are omitted like the real ``omitempty`` JSON. Tests can stall it,
   force ``ProgressDeadlineExceeded``, or let ``spec.progressDeadlineSeconds`` expire for real.
+  The controller keeps one apps/v1 ``replicasets`` object per pod template (controller
+  ownerReference, ``deployment.kubernetes.io/revision``, ``kubernetes.io/change-cause`` copied; a
+  rollback reuses the old one and records ``revision-history``; pruned beyond
+  ``revisionHistoryLimit``) and emits ``ScalingReplicaSet`` events.
+* apps/v1 ``statefulsets`` (rolling update one pod at a time, ``/scale``, the API server's rule on
+  which spec fields may change) and autoscaling/v2 ``horizontalpodautoscalers`` (the controller
+  holds the target's replicas at the metric recommendation within [minReplicas, maxReplicas]).
 * core/v1 ``pods``: get, list (labelSelector, fieldSelector), create, delete (a pod owned by a
-  ReplicaSet is replaced by a new one), ``/log``; core/v1 and events.k8s.io/v1 ``events`` list.
+  ReplicaSet is replaced by a new one), ``/log`` (``tailLines``, ``container``, ``previous`` - 400
+  when there is no previous container, as the kubelet answers); core/v1 and events.k8s.io/v1
+  ``events`` list (``add_event`` seeds them).
 * batch/v1 ``cronjobs`` and ``jobs`` (create validates the name as a DNS-1123 subdomain and
   at most 63 characters, answers 409 AlreadyExists and 422 Invalid; a simulated Job controller
-  completes, fails or hangs created Jobs); coordination.k8s.io/v1 ``leases``.
+  completes, fails or hangs created Jobs; the CronJob controller prunes the finished Jobs it
+  controls beyond its history limits); coordination.k8s.io/v1 ``leases``.
 * Bearer-token authentication (401), RBAC from a rule list (403 Forbidden ``Status`` with the
-  real message), ``dryRun=All``, fault injection (``fail_next``, ``conflict_next``, ``delay``)
-  and a record of every request.
+  real message), optionally OwnerReferencesPermissionEnforcement, ``dryRun=All`` (authorized and
+  validated, never persisted), fault injection (``fail_next``, ``conflict_next``, ``delay``,
+  ``path_delays``) and a record of every request.
 """
 
 from __future__ import annotations
