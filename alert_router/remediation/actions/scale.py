@@ -158,9 +158,12 @@ async def run(ctx: StepContext, params: Params) -> StepResult:
     t = ctx.require_target("Deployment", "StatefulSet")
     try:
         scale = await _read_scale(ctx, t)
-        hpa = owning_hpa(await ctx.kube.list_hpas(t.namespace), t)
     except KubeError as exc:
         raise StepFailed.from_kube(exc, f"reading the scale of {t.key}") from None
+    try:  # not knowing whether an HPA owns the count is a reason to stop, not to fight one blindly
+        hpa = owning_hpa(await ctx.kube.list_hpas(t.namespace), t)
+    except KubeError as exc:
+        raise StepFailed.from_kube(exc, f"looking for a HorizontalPodAutoscaler of {t.key}") from None
     if scale is None:  # a dry run without a cluster: the count depends on state we cannot read
         if params.replicas is None:
             placeholder = f"<current replicas {params.describe()}>"
