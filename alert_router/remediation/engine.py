@@ -42,13 +42,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from alert_router.audit import AuditEntry
 from alert_router.config import Config
-from alert_router.durations import format_duration
 from alert_router.enrich.redact import Redactor
-from alert_router.errors import AlertRouterError, FailureReason, StoreUnavailable
+from alert_router.errors import AlertRouterError, StoreUnavailable
 from alert_router.pipeline.route import route_labels
 from alert_router.remediation.actions import REGISTRY, ActionParams, StepContext, StepFailed, StepResult, Target
+from alert_router.remediation.actions.base import run_step
 from alert_router.remediation.evidence import gather_with
-from alert_router.remediation.kube import KubeClient, KubeError, KubeSession
+from alert_router.remediation.kube import KubeClient, KubeSession
 from alert_router.remediation.runbook import Runbook
 from alert_router.remediation.runs import (
     Admission,
@@ -729,16 +729,7 @@ class RemediationEngine:
             notification=notification,
         )
         t0 = time.monotonic()
-        outcome: StepResult | StepFailed
-        try:
-            async with asyncio.timeout(timeout + 1.0):
-                outcome = await action.run(ctx, step)
-        except StepFailed as exc:
-            outcome = exc
-        except KubeError as exc:
-            outcome = StepFailed.from_kube(exc, step.action)
-        except TimeoutError:
-            outcome = StepFailed(FailureReason.TIMEOUT, f"timed out after {format_duration(timeout)}")
+        outcome = await run_step(action.run, ctx, step, timeout)
         duration = time.monotonic() - t0
         requests = [c.to_json() for c in session.take_calls()]
         ok = isinstance(outcome, StepResult)

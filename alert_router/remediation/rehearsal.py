@@ -29,8 +29,8 @@ from typing import Any, TextIO, cast
 from alert_router.config import Config
 from alert_router.durations import format_duration
 from alert_router.enrich.redact import Redactor
-from alert_router.errors import FailureReason
-from alert_router.remediation.actions import REGISTRY, StepContext, StepFailed, StepResult, Target
+from alert_router.remediation.actions import REGISTRY, StepContext, StepResult, Target
+from alert_router.remediation.actions.base import run_step
 from alert_router.remediation.engine import alert_variables
 from alert_router.remediation.evidence import gather_with, planned_requests
 from alert_router.remediation.kube import KubeClient, KubeError, KubeSession
@@ -126,16 +126,7 @@ async def _steps(client: KubeClient, config: Config, runbook: Runbook, target: T
                 poll_interval=config.settings.remediation.poll_interval, retry=config.settings.remediation.retry,
                 resolved=asyncio.Event(), receivers=[], notification=notification,
             )
-            outcome: StepResult | StepFailed
-            try:
-                async with asyncio.timeout(timeout + 1.0):
-                    outcome = await REGISTRY[step.action].run(ctx, step)
-            except StepFailed as exc:
-                outcome = exc
-            except KubeError as exc:
-                outcome = StepFailed.from_kube(exc, step.action)
-            except TimeoutError:
-                outcome = StepFailed(FailureReason.TIMEOUT, f"timed out after {format_duration(timeout)}")
+            outcome = await run_step(REGISTRY[step.action].run, ctx, step, timeout)
             ok = isinstance(outcome, StepResult)
             out.append({
                 "section": section, "position": i + 1, "action": step.action, "name": step.name,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from alert_router.configbase import ConfigModel
-from alert_router.durations import Duration
+from alert_router.durations import Duration, format_duration
 from alert_router.errors import AlertRouterError, FailureReason
 from alert_router.remediation.kube import KubeError, KubeSession
 from alert_router.remediation.settings import RetryConfig
@@ -126,6 +126,19 @@ class StepContext:
 
 
 RunFn = Callable[[StepContext, Any], Awaitable[StepResult]]
+
+
+async def run_step(run: RunFn, ctx: StepContext, params: ActionParams, limit: float) -> StepResult | StepFailed:
+    """Run one step within ``limit`` seconds (and one of grace); every failure comes back as :class:`StepFailed`."""
+    try:
+        async with asyncio.timeout(limit + 1.0):
+            return await run(ctx, params)
+    except StepFailed as exc:
+        return exc
+    except KubeError as exc:
+        return StepFailed.from_kube(exc, params.action)
+    except TimeoutError:
+        return StepFailed(FailureReason.TIMEOUT, f"timed out after {format_duration(limit)}")
 
 
 @dataclass(frozen=True)
