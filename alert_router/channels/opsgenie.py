@@ -158,7 +158,12 @@ class OpsgenieChannel:
                 return "\n".join(lines)
             return self.text.render(ctx).strip()
 
-        return clip(fit(len(notification.alerts), attempt, lambda t: len(t) <= MAX_DESCRIPTION), MAX_DESCRIPTION)
+        text = fit(len(notification.alerts), attempt, lambda t: len(t) <= MAX_DESCRIPTION)
+        if len(text) <= MAX_DESCRIPTION:
+            return text
+        more = len(notification.alerts) - 1  # not even one alert fitted: fit() rendered one
+        note = "\n… (cut to Opsgenie's 15,000 characters" + (f"; {more} more alerts not shown)" if more > 0 else ")")
+        return clip(text, MAX_DESCRIPTION - len(note), end="") + note
 
     def create_body(self, notification: Notification, ctx: Mapping[str, Any], alias: str) -> dict[str, Any]:
         """The ``POST /v2/alerts`` body."""

@@ -22,7 +22,7 @@ from urllib.parse import quote
 from alert_router.render.escape import GRAVE, clip, oneline, safe_url
 
 _INLINE = re.compile(r"([\\`*_~|\[\]<>])")
-_LINE_START = re.compile(r"^(\s*)([#>+\-]|\d+[.)])", re.MULTILINE)
+_LINE_START = re.compile(r"^(\s*)(?:([#>+\-])|(\d+)([.)]))(?=\s|$)", re.MULTILINE)
 _URL_SAFE = ":/?#@!$&'*+,;=%~-._"
 LINK_NAMES = (("generator", "Source"), ("alertmanager", "Alertmanager"), ("grafana", "Grafana"),
               ("silence", "Silence"), ("runbook", "Runbook"))
@@ -31,7 +31,13 @@ LINK_NAMES = (("generator", "Source"), ("alertmanager", "Alertmanager"), ("grafa
 def md_escape(value: object) -> str:
     """Make ``value`` plain text in Discord/Teams markdown (newlines are kept)."""
     text = _INLINE.sub(r"\\\1", str(value))
-    return _LINE_START.sub(lambda m: f"{m.group(1)}\\{m.group(2)}", text)
+    return _LINE_START.sub(_escape_marker, text)
+
+
+def _escape_marker(m: re.Match[str]) -> str:
+    if m.group(2):
+        return f"{m.group(1)}\\{m.group(2)}"
+    return f"{m.group(1)}{m.group(3)}\\{m.group(4)}"
 
 
 def md_code(value: object, limit: int = 200) -> str:
