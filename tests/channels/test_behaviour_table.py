@@ -18,15 +18,13 @@ import json
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from alert_router.appkeys import Runtime
 from alert_router.pipeline.throttle import coalesce
 from alert_router.store.base import OutboxItem
-from tests.channels.helpers import alert, notification, webhook_body, write_config
+from tests.channels.helpers import alert, notification, post, sample, webhook_body, write_config
 from tests.channels.platforms import PLATFORMS, Platform, started
 from tests.helpers import fixture_bytes, fixture_json, read_jsonl, running_app, settle
 
@@ -53,16 +51,6 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[list[str]]:
 
 def only(name: str) -> str:
     return f"rules:\n  - name: people\n    match: []\n    receivers: [{name}]\ndefault:\n  receivers: [file]\n"
-
-
-def sample(rt: Runtime, name: str, **labels: str) -> float:
-    return rt.metrics.registry.get_sample_value(name, labels) or 0.0
-
-
-async def post(client: Any, body: bytes | dict[str, Any]) -> None:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    r = await client.post("/webhook", data=data, headers={"Content-Type": "application/json"})
-    assert r.status == 200, await r.text()
 
 
 def assert_no_secret(platform: Platform, texts: list[str]) -> None:

@@ -24,7 +24,6 @@ What it honours (discord.com/developers/docs: "Webhook", "Message" embed limits,
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -168,12 +167,7 @@ class DiscordStandin(HttpApiStandin):
 
     async def _begin(self, request: web.Request, method: str) -> tuple[dict[str, Any], str, web.Response | None]:
         webhook_id, token = request.match_info["id"], request.match_info["token"]
-        raw = await request.read()
-        try:
-            body = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            body = None
-        params = body if isinstance(body, dict) else {}
+        body, params = await self.read_json(request)
         intercepted = await self.intercept(method, webhook_id, params)
         if intercepted is not None:
             return params, webhook_id, intercepted

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections import defaultdict
 from types import TracebackType
@@ -17,10 +18,10 @@ from typing import Any, Self
 
 from aiohttp import web
 
-from tests.standins.slack import Fault, FaultQueue, RequestRecord, TokenBucket, peak_rate, start_site
+from tests.standins.slack import FaultControls, FaultQueue, RequestRecord, TokenBucket, peak_rate, start_site
 
 
-class HttpApiStandin:
+class HttpApiStandin(FaultControls):
     """A loopback HTTP API for tests; use it as an async context manager (``async with XStandin() as s``)."""
 
     max_body = 4 * 1024 * 1024
@@ -73,19 +74,7 @@ class HttpApiStandin:
     ) -> None:
         await self.close()
 
-    # -- controls for tests ----------------------------------------------------------------------------
-
-    def fail_next(self, n: int = 1, status: int = 500, method: str | None = None) -> None:
-        """Answer the next ``n`` requests (of ``method``, if given) with HTTP ``status``."""
-        self.faults.push(Fault("error", status=status, method=method), n)
-
-    def rate_limit_next(self, n: int = 1, retry_after: float = 1, method: str | None = None) -> None:
-        """Answer the next ``n`` requests with the platform's 429, asking for ``retry_after`` seconds."""
-        self.faults.push(Fault("ratelimit", retry_after=retry_after, method=method), n)  # type: ignore[arg-type]
-
-    def delay_next(self, n: int = 1, seconds: float = 1.0, method: str | None = None) -> None:
-        """Hold the next ``n`` requests for ``seconds`` before answering (to exercise client timeouts)."""
-        self.faults.push(Fault("delay", delay=seconds, method=method), n)
+    # -- controls for tests (and fail_next / rate_limit_next / delay_next of FaultControls) -------------
 
     def enforce_rate(self, per_second: float | None, burst: float = 1.0) -> None:
         """Enforce a token bucket per rate-limit key; over it answer the platform's 429. ``None`` switches it off."""
@@ -109,6 +98,16 @@ class HttpApiStandin:
     def throttled(self, wait: float, key: str) -> web.Response:  # pragma: no cover - every stand-in overrides it
         """The platform's 429 asking the client to wait ``wait`` seconds."""
         raise NotImplementedError
+
+    @staticmethod
+    async def read_json(request: web.Request) -> tuple[Any, dict[str, Any]]:
+        """The request's JSON body (``None`` when it does not parse; ``{}`` when empty) and it as params."""
+        raw = await request.read()
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError:
+            body = None
+        return body, body if isinstance(body, dict) else {}
 
     def record(self, method: str, params: dict[str, Any], status: int, error: str | None = None,
                key: str | None = None) -> None:

@@ -26,7 +26,6 @@ What it honours (docs.opsgenie.com: "Alert API", "Response", "Rate Limiting"):
 
 from __future__ import annotations
 
-import json
 import math
 import uuid
 from dataclasses import dataclass, field
@@ -130,12 +129,7 @@ class OpsgenieStandin(HttpApiStandin):
     async def _begin(self, request: web.Request, method: str) -> tuple[dict[str, Any], str, web.Response | None]:
         header = request.headers.get("Authorization", "")
         key = header.removeprefix("GenieKey ").strip() if header.startswith("GenieKey ") else ""
-        raw = await request.read()
-        try:
-            body = json.loads(raw) if raw.strip() else {}
-        except ValueError:
-            body = None
-        params = body if isinstance(body, dict) else {}
+        body, params = await self.read_json(request)
         intercepted = await self.intercept(method, key or "-", params)
         if intercepted is not None:
             return params, key, intercepted
