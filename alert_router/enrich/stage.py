@@ -41,7 +41,7 @@ from alert_router.enrich.links import (
 )
 from alert_router.enrich.logql import EmptyCompatibleSelector, LogQLError
 from alert_router.enrich.loki import LokiClient, LokiError, LokiStream
-from alert_router.enrich.redact import Redactor
+from alert_router.redact import Redactor
 from alert_router.enrich.settings import EnrichSettings, LokiSettings, RedactSettings, merge
 from alert_router.metrics import Metrics
 from alert_router.models import Alert, Notification

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from alert_router.enrich.redact import DEFAULT_PATTERNS, MASK, Redactor, compile_pattern
+from alert_router.redact import DEFAULT_PATTERNS, MASK, Redactor, compile_pattern
 
 AWS_KEY = "AKIA" + "IOSFODNN7EXAMPLE"
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA1c2x\nq9Zm3Qx==\n-----END RSA PRIVATE KEY-----"
