@@ -164,11 +164,12 @@ DEFAULT_PATTERNS: tuple[RedactPattern, ...] = (
     RedactPattern("url_credentials", re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s:/@]+:(?P<secret>[^\s@/]+)@"),
                   ("://",)),
     # Anchored on the key word itself (the key is whatever ends in it), so a non-secret "key: value" pair
-    # can never swallow the secret pair after it, and no candidate is scanned twice.
+    # can never swallow the secret pair after it, and no candidate is scanned twice. "credentials: Bearer x"
+    # is left to the bearer pattern (the value is x, not the scheme).
     RedactPattern(
         "key_value",
         re.compile(
-            r"(?i)" + _KEY_ALTERNATION + r"[\"']?\s*[=:]\s*(?!\[REDACTED\])"
+            r"(?i)" + _KEY_ALTERNATION + r"[\"']?\s*[=:]\s*(?!\[REDACTED\]|(?:bearer|basic|token|digest)\s)"
             r"(?:\"(?P<secret_dq>[^\"]*)\"|'(?P<secret_sq>[^']*)'|(?P<secret_bare>[^\s\"',;&}\]]+))"
         ),
         _KEY_HINTS,

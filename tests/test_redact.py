@@ -35,6 +35,7 @@ CASES = [
     ("authorization", '{"Authorization": "0123456789abcdef0123"}', "0123456789abcdef0123", "Authorization"),
     ("bearer", "upstream said: 401 invalid credentials: Bearer sometokenvalue", "sometokenvalue", "401"),
     ("bearer", "curl -H 'X-Auth: bearer s3cr3tT0ken' http://x", "s3cr3tT0ken", "http://x"),
+    ("bearer", "loki: 401 invalid credentials: Bearer abc.def.ghi", "abc.def.ghi", "credentials: Bearer "),
     ("basic", "proxy sent Basic dXNlcjpodW50ZXIy then", "dXNlcjpodW50ZXIy", "then"),
     ("key_value", "login failed user=bob password=hunter2 retry=3", "hunter2", "retry=3"),
     ("key_value", 'config {"db_password": "p@ss w0rd", "host": "db"}', "p@ss w0rd", '"host": "db"'),
