@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alert_router.enrich.redact import Redactor
+from alert_router.redact import Redactor
 from alert_router.remediation.actions import Target
 from alert_router.remediation.evidence import EvidenceSettings, gather
 from alert_router.remediation.kube import KubeClient, KubeSession

@@ -24,14 +24,14 @@ from pydantic import Field, field_validator
 from alert_router.configbase import ConfigModel
 from alert_router.durations import Duration
 from alert_router.remediation.actions.base import Target
-from alert_router.remediation.evidence import EvidenceSettings, gather
+from alert_router.remediation.evidence import SESSION_GRACE, EvidenceSettings, gather
 from alert_router.remediation.kube import KubeClient, KubeError, KubeSession
 from alert_router.remediation.settings import KubernetesConfig, RetryConfig
 from alert_router.remediation.templating import name_problem, namespace_problem
 
 if TYPE_CHECKING:
-    from alert_router.enrich.redact import Redactor
     from alert_router.models import Alert
+    from alert_router.redact import Redactor
 
 __all__ = ["KubernetesEnrichSettings", "KubernetesEnricher", "TargetLabel", "target_of", "targets_of"]
 
@@ -152,7 +152,8 @@ class KubernetesEnricher:
         hit = self._cache.get(key)
         if hit is not None:
             return hit[1]
-        session = KubeSession(self.client, dry_run=False, deadline=time.monotonic() + settings.timeout)
+        session = KubeSession(self.client, dry_run=False,
+                              deadline=time.monotonic() + settings.timeout + SESSION_GRACE)
         task = asyncio.create_task(gather(session, target, settings, redactor), name="kube-evidence")
         self._cache[key] = (now + settings.cache_ttl, task)
         return task

@@ -18,7 +18,7 @@ from alert_router.configbase import ConfigModel
 from alert_router.durations import Duration, check_timeout
 from alert_router.enrich.kubernetes import KubernetesEnrichSettings
 from alert_router.enrich.logql import DEFAULT_LABEL_MAP, DEFAULT_TEMPLATE, QueryTemplate, TemplateError
-from alert_router.enrich.redact import compile_pattern
+from alert_router.redact import compile_pattern
 
 __all__ = [
     "EnrichLinks",

@@ -42,9 +42,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from alert_router.audit import AuditEntry
 from alert_router.config import Config
-from alert_router.enrich.redact import Redactor
 from alert_router.errors import AlertRouterError, StoreUnavailable
 from alert_router.pipeline.route import route_labels
+from alert_router.redact import Redactor
 from alert_router.remediation.actions import REGISTRY, ActionParams, StepContext, StepFailed, StepResult, Target
 from alert_router.remediation.actions.base import run_step
 from alert_router.remediation.evidence import gather_with

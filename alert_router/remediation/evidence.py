@@ -36,7 +36,7 @@ from alert_router.remediation.actions.base import Target
 from alert_router.remediation.kube import KubeClient, KubeError, KubeSession, label_selector
 
 if TYPE_CHECKING:
-    from alert_router.enrich.redact import Redactor
+    from alert_router.redact import Redactor
 
 __all__ = [
     "EVIDENCE_KINDS",
@@ -47,6 +47,9 @@ __all__ = [
     "planned_requests",
     "summarize",
 ]
+
+SESSION_GRACE = 0.5
+"""Seconds a gathering session's deadline runs past the evidence timeout (so the timeout decides first)."""
 
 EVIDENCE_KINDS = frozenset({"Deployment", "StatefulSet", "Pod"})
 """Target kinds evidence can be gathered for."""
@@ -549,7 +552,8 @@ async def gather(
 ) -> Obj:
     """Gather the evidence about ``target`` within ``settings.timeout``; never raises (see the module doc).
 
-    ``session`` should have a deadline no later than the timeout, so that retries stop with it.
+    ``session`` should have a deadline just after the timeout (:data:`SESSION_GRACE`): retries stop with
+    it, and the round's own bound is what ends a stalled read, with one message for it.
     """
     started = time.monotonic()
     g = _Gathering(session, target, settings, redactor, clock())
@@ -569,7 +573,7 @@ async def gather_with(
     if client is not None:
         with contextlib.suppress(KubeError):  # gather() reports what is wrong with it
             await client.api()
-    session = KubeSession(client, dry_run=False, deadline=time.monotonic() + settings.timeout)
+    session = KubeSession(client, dry_run=False, deadline=time.monotonic() + settings.timeout + SESSION_GRACE)
     return await gather(session, target, settings, redactor)
 
 

@@ -28,7 +28,7 @@ from typing import Any, TextIO, cast
 
 from alert_router.config import Config
 from alert_router.durations import format_duration
-from alert_router.enrich.redact import Redactor
+from alert_router.redact import Redactor
 from alert_router.remediation.actions import REGISTRY, StepContext, StepResult, Target
 from alert_router.remediation.actions.base import run_step
 from alert_router.remediation.engine import alert_variables

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from alert_router.enrich.redact import Redactor
+from alert_router.redact import Redactor
 from alert_router.remediation.actions import Target
-from alert_router.remediation.evidence import EvidenceSettings, gather, humanize_age
-from alert_router.remediation.kube import KubeClient, KubeSession
+from alert_router.remediation.evidence import EvidenceSettings, gather_with, humanize_age
+from alert_router.remediation.kube import KubeClient
 from alert_router.remediation.settings import KubernetesConfig, RetryConfig
 from tests.standins.kube import KubeApiStandin
 
@@ -47,9 +46,7 @@ def bad_release(kube: KubeApiStandin, *, pods: int = 3) -> None:
 
 
 async def gather_now(client: KubeClient, target: Target = DEP, **settings: Any) -> dict[str, Any]:
-    cfg = EvidenceSettings(**settings)
-    session = KubeSession(client, dry_run=False, deadline=time.monotonic() + cfg.timeout)
-    return await gather(session, target, cfg, Redactor())
+    return await gather_with(client, target, EvidenceSettings(**settings), Redactor())
 
 
 async def test_evidence_of_a_bad_release(kube_standin: KubeApiStandin, kube_client: KubeClient) -> None:
