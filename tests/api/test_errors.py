@@ -17,9 +17,9 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from aiohttp import web
 import structlog
 import structlog.testing
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from alert_router.appkeys import Runtime
