@@ -34,6 +34,7 @@ from alert_router.remediation.engine import (
     RunNotFound,
     RunNotPending,
 )
+from alert_router.remediation.runs import RunStatus
 
 
 def _credentials(request: web.Request) -> Credentials:
@@ -73,7 +74,8 @@ def _engine(request: web.Request) -> RemediationEngine:
 MAX_ID = 2**63 - 1
 """The largest id a store can hold (a signed 64-bit integer): larger ones name nothing."""
 MAX_LIMIT = 10_000
-"""The most records one listing returns."""
+"""The largest ``limit`` a listing accepts."""
+STATUSES = frozenset(s.value for s in RunStatus)
 
 
 def _int(
@@ -139,10 +141,13 @@ async def list_runs(request: web.Request) -> web.Response:
     authenticate(request)
     rt = request.app[RUNTIME]
     limit = _int(request, "limit", 100, high=MAX_LIMIT) or 100
-    try:
-        runs = await rt.store.runs(
-            status=request.query.get("status"), runbook=request.query.get("runbook"), limit=min(limit, 1000)
+    status = request.query.get("status")
+    if status is not None and status not in STATUSES:
+        return web.json_response(
+            {"error": f"status must be one of {', '.join(sorted(STATUSES))}", "field": "status"}, status=400
         )
+    try:
+        runs = await rt.store.runs(status=status, runbook=request.query.get("runbook"), limit=min(limit, 1000))
     except StoreUnavailable as exc:
         return web.json_response({"error": f"store unavailable: {exc}"}, status=503)
     return web.json_response({"runs": [r.to_json() for r in runs]})
