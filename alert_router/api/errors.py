@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
-import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -54,7 +54,7 @@ def json_error(request: web.Request, status: int, message: str, **fields: Any) -
 def _new_id(incoming: str | None) -> str:
     if incoming is not None and _CALLER_ID.fullmatch(incoming):
         return incoming
-    return secrets.token_hex(8)
+    return f"{random.getrandbits(64):016x}"  # unique enough to find a request in the log; not a secret
 
 
 def _from_http_exception(exc: web.HTTPException, rid: str) -> web.Response:
@@ -99,31 +99,33 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     """Give the request an id; turn raised HTTP errors into JSON and anything unexpected into a JSON 500."""
     rid = _new_id(request.headers.get(REQUEST_ID_HEADER))
     request[REQUEST_ID] = rid
-    with structlog.contextvars.bound_contextvars(request_id=rid):
-        try:
-            response = await handler(request)
-        except web.HTTPException as exc:
-            if exc.status < 400:
-                raise
-            response = _from_http_exception(exc, rid)
-        except asyncio.CancelledError:
+    bound = structlog.contextvars.bind_contextvars(request_id=rid)  # on every log line of this request
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        if exc.status < 400:
             raise
-        except StoreUnavailable as exc:
-            log.warning("request failed: store unavailable, answered 503", path=request.path, error=str(exc))
-            response = web.json_response(
-                {"error": "store unavailable, retry later", "request_id": rid}, status=503, headers={"Retry-After": "5"}
-            )
-        except Exception:
-            log.exception(
-                "request failed: unexpected error, answered 500",
-                method=request.method,
-                path=request.path,
-                request_id=rid,
-            )
-            response = web.json_response(
-                {"error": "internal error; the service log has the details under this request id", "request_id": rid},
-                status=500,
-            )
+        response = _from_http_exception(exc, rid)
+    except asyncio.CancelledError:
+        raise
+    except StoreUnavailable as exc:
+        log.warning("request failed: store unavailable, answered 503", path=request.path, error=str(exc))
+        response = web.json_response(
+            {"error": "store unavailable, retry later", "request_id": rid}, status=503, headers={"Retry-After": "5"}
+        )
+    except Exception:
+        log.exception(
+            "request failed: unexpected error, answered 500",
+            method=request.method,
+            path=request.path,
+            request_id=rid,
+        )
+        response = web.json_response(
+            {"error": "internal error; the service log has the details under this request id", "request_id": rid},
+            status=500,
+        )
+    finally:
+        structlog.contextvars.reset_contextvars(**bound)
     if not response.prepared:
         if response.status >= 400 and isinstance(response, web.Response):
             _with_request_id(response, rid)

@@ -98,7 +98,7 @@ CASES: list[tuple[str, str, str, list[tuple[bytes, bytes]], bytes, int]] = [
     ("huge audit limit", "GET", "/api/v1/audit?limit=99999999999999999999", BEARER, b"", 400),
     ("negative audit limit", "GET", "/api/v1/audit?limit=-5", BEARER, b"", 400),
     ("huge runs limit", "GET", "/api/v1/runs?limit=99999999999999999999", BEARER, b"", 400),
-    ("bogus charset on the API", "POST", "/api/v1/runs/1/approve",
+    ("bogus charset on the API", "POST", "/api/v1/runs/424242/approve",
      [*BEARER, (b"Content-Type", b"application/json; charset=x-bogus")], b'{"user": "ops"}', 404),
     ("bogus charset on Telegram", "POST", "/telegram/webhook",
      [(b"X-Telegram-Bot-Api-Secret-Token", SECRET.encode()), (b"Content-Type", b"application/json; charset=x-bogus")],
@@ -111,7 +111,7 @@ CASES: list[tuple[str, str, str, list[tuple[bytes, bytes]], bytes, int]] = [
     ("deep JSON object on Telegram", "POST", "/telegram/webhook",
      [(b"X-Telegram-Bot-Api-Secret-Token", SECRET.encode()), (b"Content-Type", b"application/json")],
      DEEP_OBJECT, 400),
-    ("deep JSON on the API", "POST", "/api/v1/runs/1/approve", [*BEARER, (b"Content-Type", b"application/json")],
+    ("deep JSON on the API", "POST", "/api/v1/runs/424242/approve", [*BEARER, (b"Content-Type", b"application/json")],
      DEEP_OBJECT, 400),
     ("deep JSON on the webhook", "POST", "/webhook", [(b"Content-Type", b"application/json")], DEEP_OBJECT, 400),
 ]
