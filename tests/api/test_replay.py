@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from alert_router.errors import StoreUnavailable
 from tests.api.test_telegram_api import GROUP, SECRET, telegram_chat, user
 from tests.chat.support import SLACK_SECRET, chat_config, slack_headers, slash_body
 from tests.helpers import running_app, wait_for
@@ -108,3 +109,53 @@ async def test_a_polled_update_seen_before_a_restart_is_not_handled_again(
         await rt.services["chat"].background.drain()
         assert len(telegram_standin.messages[GROUP]) == 1
         assert len(await chat_records(rt)) == 1
+
+
+class FlakyMemory:
+    """``remember_request`` that fails with StoreUnavailable ``failures`` times, then asks the real store."""
+
+    def __init__(self, store: Any, failures: int) -> None:
+        self.store = store
+        self.real = store.remember_request
+        self.failures = failures
+        self.calls = 0
+
+    async def __call__(self, *args: Any) -> bool:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise StoreUnavailable("database down (test)")
+        result: bool = await self.real(*args)
+        return result
+
+
+async def test_while_the_store_is_down_chat_requests_get_503_and_run_nothing(
+    tmp_path: Path, telegram_standin: TelegramStandin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replay protection fails closed: without the store, nothing runs (Telegram re-delivers after a 5xx)."""
+    cfg = chat_config(tmp_path, telegram_chat(telegram_standin) + f"  slack: {{signing_secret: {SLACK_SECRET}}}\n")
+    async with running_app(cfg) as (client, rt):
+        monkeypatch.setattr(rt.store, "remember_request", FlakyMemory(rt.store, 2))
+        body = slash_body("status", user_id="UVIEWER")
+        r = await client.post("/slack/commands", data=body, headers=slack_headers(body))
+        assert r.status == 503 and r.headers["Retry-After"] and (await r.json())["request_id"]
+        update = telegram_standin.inject_message(GROUP, "/status", user(telegram_standin, "viewer"))
+        headers = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+        assert (await client.post("/telegram/webhook", json=update, headers=headers)).status == 503
+        await rt.services["chat"].background.drain()
+        assert await chat_records(rt) == [] and telegram_standin.messages[GROUP] == []
+        assert (await client.post("/telegram/webhook", json=update, headers=headers)).status == 200  # re-delivery
+        await rt.services["chat"].background.drain()
+        assert len(telegram_standin.messages[GROUP]) == 1
+
+
+async def test_a_polled_update_waits_for_the_store_instead_of_being_lost(
+    tmp_path: Path, telegram_standin: TelegramStandin, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_app(chat_config(tmp_path, telegram_chat(telegram_standin, "polling"))) as (_, rt):
+        flaky = FlakyMemory(rt.store, 1)
+        monkeypatch.setattr(rt.store, "remember_request", flaky)
+        telegram_standin.inject_message(GROUP, "/status", user(telegram_standin, "viewer"))
+        await wait_for(lambda: telegram_standin.messages[GROUP], timeout=15)
+        await wait_for(lambda: not telegram_standin.pending_updates(), timeout=10)
+        assert flaky.calls == 2, "refused once while the store was down, then handled"
+        assert len(telegram_standin.messages[GROUP]) == 1
