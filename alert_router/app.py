@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from alert_router.api.errors import error_middleware
 from alert_router.api.health import healthz, metrics, readyz
 from alert_router.api.runs import add_routes as add_runs_routes
 from alert_router.api.webhook import webhook
@@ -79,7 +80,7 @@ def build_app(
     config: Config, *, store: Store | None = None, extra_workers: list[WorkerFactory] | None = None
 ) -> web.Application:
     """Build the application for ``config``; the store opens and the workers start with the app."""
-    app = web.Application(client_max_size=config.settings.webhook.max_body_bytes + 1)
+    app = web.Application(client_max_size=config.settings.webhook.max_body_bytes + 1, middlewares=[error_middleware])
     store = store or create_store(config.store_url, config.settings.postgres)
     rt = Runtime(config=config, store=store, metrics=Metrics(), owner=owner_id())
     app[RUNTIME] = rt

@@ -31,10 +31,12 @@ def _load_or_report(args: argparse.Namespace) -> Config | None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the service until interrupted."""
+    import structlog
     from aiohttp import web
 
     from alert_router.app import build_app
     from alert_router.logging import configure_logging
+    from alert_router.tls import ServerTLS
 
     try:
         config = _load(args)
@@ -47,9 +49,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host, port = parse_listen(args.listen or config.settings.listen)
     for w in config.warnings:
         print(f"warning: {w}", file=sys.stderr)
+    tls = ServerTLS(config.settings.tls, config.base_dir) if config.settings.tls is not None else None
     app = build_app(config)
     app.on_startup.append(_settle_heap)  # after the store, channels and workers are up
-    web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=10)
+    if tls is not None:
+        structlog.get_logger("alert_router.tls").info(
+            "serving HTTPS", cert_file=str(tls.files.cert), mutual_tls=tls.mutual, listen=f"{host}:{port}"
+        )
+    web.run_app(app, host=host, port=port, ssl_context=tls.context if tls else None, print=None, access_log=None,
+                shutdown_timeout=10)
     return 0
 
 

@@ -26,6 +26,7 @@ from alert_router.remediation.runbook import Runbook, load_runbook
 from alert_router.remediation.settings import KubernetesConfig, RemediationConfig
 from alert_router.scrub import register_config
 from alert_router.store.pgsettings import PostgresConfig
+from alert_router.tls import TLSConfig, check_tls
 from alert_router.yamlfile import LineMap, YamlDocument, load_yaml
 
 DEFAULT_CONFIG_NAME = "alert-router.yaml"
@@ -49,6 +50,12 @@ class AuthConfig(ConfigModel):
     def enabled(self) -> bool:
         """Whether any credential is configured (an empty token counts as none)."""
         return bool(self.bearer_token and self.bearer_token.get_secret_value()) or self.basic is not None
+
+
+class MetricsConfig(ConfigModel):
+    """``/metrics``: open by default (like most exporters); with ``auth``, a bearer token or basic credentials."""
+
+    auth: AuthConfig | None = None
 
 
 class WebhookConfig(ConfigModel):
@@ -109,10 +116,12 @@ class Settings(ConfigModel):
     """The top level of ``alert-router.yaml``."""
 
     listen: str = "0.0.0.0:8080"
+    tls: TLSConfig | None = None  # HTTPS (and optionally mutual TLS) on the listener (alert_router/tls.py)
     data_dir: str = "data"
     store: str = ""
     auth: AuthConfig = AuthConfig()
     webhook: WebhookConfig = WebhookConfig()
+    metrics: MetricsConfig = MetricsConfig()
     ingest: IngestConfig = IngestConfig()
     dedup: DedupConfig = DedupConfig()
     delivery: DeliveryConfig = DeliveryConfig()
@@ -389,6 +398,10 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
     except ValidationError as exc:
         raise ConfigError(problems + _problems(exc, doc.lines)) from None
     base = path.resolve().parent
+    if settings.tls is not None:
+        tls_problem = check_tls(settings.tls, base)
+        if tls_problem:
+            problems.append(doc.lines.problem(("tls",), f"tls: {tls_problem}"))
     receivers, rp = _load_receivers(settings, doc.lines)
     problems += rp
     files = [path]

@@ -8,6 +8,7 @@ import time
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from alert_router.api.auth import Credentials
 from alert_router.appkeys import RUNTIME
 from alert_router.errors import StoreUnavailable
 
@@ -31,8 +32,15 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text exposition, with queue depths read fresh from the store."""
+    """Prometheus text exposition, with queue depths read fresh from the store (401 without ``metrics.auth``)."""
     rt = request.app[RUNTIME]
+    creds = Credentials.of(rt.config.settings.metrics.auth)
+    if creds.configured and creds.check(request.headers.get("Authorization")) is None:
+        return web.json_response(
+            {"error": "missing or invalid credentials"},
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer realm="alert-router"'},
+        )
     try:
         async with asyncio.timeout(2):
             depth = await rt.store.depth(time.time())

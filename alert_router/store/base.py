@@ -335,3 +335,15 @@ class Store(Protocol):
     ) -> list[Escalation]:
         """Stored timers, soonest due first, optionally filtered."""
         ...
+
+    # -- replay protection of chat requests (schema version 4) ----------------------------------------
+
+    async def remember_request(self, scope: str, key: str, now: float, keep_until: float) -> bool:
+        """Record that the request ``key`` of ``scope`` was seen; ``True`` the first time, ``False`` after.
+
+        A sighting is remembered until ``keep_until``; sightings older than ``now`` are forgotten (deleted) on
+        the way, so the table holds only the requests still inside their replay window. Shared by every
+        process on the store: the same signed Slack request or Telegram update is admitted once, whichever
+        replica receives it and however often the service restarted in between.
+        """
+        ...

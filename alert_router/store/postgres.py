@@ -695,6 +695,11 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin):
                            WHERE status <> 'active' AND updated_at < $1 FOR UPDATE SKIP LOCKED)""",
                     done_before,
                 ),
+                (
+                    """DELETE FROM seen_requests WHERE (scope, key) IN (SELECT scope, key FROM seen_requests
+                       WHERE keep_until < $1 FOR UPDATE SKIP LOCKED)""",
+                    now,
+                ),
             ):
                 n += affected(await conn.execute(sql, arg))
             return n

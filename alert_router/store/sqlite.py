@@ -163,6 +163,17 @@ SCHEMA = [
     );
     CREATE INDEX escalations_due ON escalations(status, due_at);
     """,
+    # version 4: chat requests already seen (Slack signatures, Telegram update ids), kept for their replay window
+    """
+    CREATE TABLE seen_requests (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        seen_at REAL NOT NULL,
+        keep_until REAL NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    CREATE INDEX seen_requests_expiry ON seen_requests(keep_until);
+    """,
 ]
 
 
@@ -585,6 +596,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
             n += conn.execute(
                 "DELETE FROM escalations WHERE status!='active' AND updated_at < ?", (done_before,)
             ).rowcount
+            n += conn.execute("DELETE FROM seen_requests WHERE keep_until < ?", (now,)).rowcount
             return int(n)
 
         return await self._write(prune)

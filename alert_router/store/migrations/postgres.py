@@ -181,4 +181,18 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX outbox_notify_group ON outbox (group_key text_pattern_ops, dest, id) WHERE kind = 'notify';
         """,
     ),
+    Migration(
+        4,
+        "chat requests already seen (Slack signatures, Telegram update ids), kept for their replay window",
+        """
+        CREATE TABLE seen_requests (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            seen_at DOUBLE PRECISION NOT NULL,
+            keep_until DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE INDEX seen_requests_expiry ON seen_requests (keep_until);
+        """,
+    ),
 ]
