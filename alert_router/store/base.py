@@ -121,8 +121,12 @@ class Store(Protocol):
         """Release connections."""
         ...
 
-    async def ping(self) -> None:
-        """Raise :class:`StoreUnavailable` unless the database answers."""
+    async def ping(self, within: float = 2.0) -> None:
+        """Raise :class:`StoreUnavailable` unless the database answers within ``within`` seconds.
+
+        Never slower than ``within``, whatever the database does (a stalled connection included), and never
+        queued behind the store's own backlog of work.
+        """
         ...
 
     async def enqueue(self, body: bytes, group_key: str, received_at: float) -> int:

@@ -269,9 +269,14 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    async def ping(self) -> None:
-        """Run a trivial query."""
-        await self._run(lambda c: c.execute("SELECT 1").fetchone())
+    async def ping(self, within: float = 2.0) -> None:
+        """Answer at once: the store's thread is up, its last commit worked and no commit is stuck for ``within`` s.
+
+        Never queued behind the thread's backlog: a busy store that keeps committing is available.
+        """
+        if self._thread is None:
+            raise StoreUnavailable("store is not open")
+        self._thread.check(stall=within)
 
     # -- inbox ------------------------------------------------------------------------------------
 
