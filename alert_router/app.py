@@ -24,7 +24,7 @@ from alert_router.chat.service import add_routes as add_chat_routes
 from alert_router.chat.service import start_chat
 from alert_router.config import Config
 from alert_router.enrich.stage import EnrichmentStage
-from alert_router.errors import StoreUnavailable
+from alert_router.errors import StoreInUse, StoreUnavailable
 from alert_router.metrics import Metrics
 from alert_router.pipeline.deliver import Deliverer
 from alert_router.pipeline.ingest import Ingestor
@@ -64,9 +64,9 @@ async def _open_store(store: Store) -> None:
         try:
             await store.open()
             return
+        except StoreInUse:
+            raise
         except StoreUnavailable as exc:
-            if "in use by another" in str(exc):
-                raise
             log.warning("store unavailable at startup; retrying", error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)

@@ -98,10 +98,11 @@ class LinksConfig(ConfigModel):
 
 
 class LogConfig(ConfigModel):
-    """Logging format and level."""
+    """Logging format and level, and how often a repeating warning or error is logged (0: every time)."""
 
     format: Literal["json", "console"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
+    repeat_interval: Duration = 60.0
 
 
 class Settings(ConfigModel):

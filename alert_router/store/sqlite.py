@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alert_router.errors import StoreUnavailable
+from alert_router.errors import StoreInUse, StoreUnavailable
 from alert_router.pipeline.dedup import KnownState, is_change, next_state
 from alert_router.store.base import (
     AlertRecord,
@@ -243,7 +243,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise StoreUnavailable(
+            raise StoreInUse(
                 f"{self.path} is in use by another alert-router process; "
                 "several replicas need a PostgreSQL store (store: postgresql://...)"
             ) from None
