@@ -61,6 +61,7 @@ from alert_router.store.pgcommon import (
 )
 from alert_router.store.pgsettings import PostgresConfig
 from alert_router.store.postgres_chat import PostgresChatMixin
+from alert_router.store.postgres_ops import PostgresOpsMixin
 from alert_router.store.postgres_runs import PostgresRunsMixin
 
 log = structlog.get_logger("alert_router.store.postgres")
@@ -127,7 +128,7 @@ async def _no_reset(conn: Conn) -> None:
     """Pool connection reset: asyncpg still rolls back an open transaction; nothing else is needed."""
 
 
-class PostgresStore(PostgresRunsMixin, PostgresChatMixin):
+class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
     """The :class:`~alert_router.store.base.Store` on PostgreSQL, shared by any number of replicas."""
 
     def __init__(self, dsn: str, config: PostgresConfig | None = None) -> None:

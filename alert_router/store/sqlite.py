@@ -32,6 +32,7 @@ from alert_router.store.base import (
     QueueDepth,
 )
 from alert_router.store.sqlite_chat import SQLiteChatMixin
+from alert_router.store.sqlite_ops import SQLiteOpsMixin, free_all_claims
 from alert_router.store.sqlite_runs import SQLiteRunsMixin
 from alert_router.store.sqlite_thread import Append, SQLiteThread, in_lists
 
@@ -163,13 +164,28 @@ SCHEMA = [
     );
     CREATE INDEX escalations_due ON escalations(status, due_at);
     """,
+    # version 4: replica heartbeats (failover in seconds) and the dead-man's switch (methods in sqlite_ops.py)
+    """
+    CREATE TABLE replicas (
+        owner TEXT PRIMARY KEY,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+    CREATE TABLE deadman (
+        name TEXT PRIMARY KEY,
+        last_seen REAL NOT NULL,
+        status TEXT NOT NULL,
+        changed_at REAL NOT NULL,
+        fired_at REAL
+    );
+    """,
 ]
 
 
 _INBOX = Append("inbox(received_at, group_key, body)", "(?,?,?)")
 
 
-class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
+class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
     """The :class:`~alert_router.store.base.Store` on one SQLite file.
 
     ``read_only=True`` opens an existing database for reading while the service runs (the CLI's
@@ -182,6 +198,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
         self.read_only = read_only
         self._thread: SQLiteThread | None = None
         self._lock_fd: int | None = None
+        self._freed_at_open: dict[str, int] = {}  # claims of a crashed process, reported by the first reclaim()
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -225,9 +242,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
             conn.execute("INSERT INTO schema_version(version) VALUES (?)", (version,))
             conn.execute("COMMIT")
         # A single process owns the file: whatever it had claimed before a crash is free again.
-        conn.execute("UPDATE inbox SET owner=NULL, lease_until=NULL WHERE status='pending'")
-        conn.execute("UPDATE outbox SET owner=NULL, lease_until=NULL WHERE status='pending'")
-        conn.execute("UPDATE escalations SET owner=NULL, lease_until=NULL WHERE status='active'")
+        self._freed_at_open = free_all_claims(conn)
         return conn
 
     async def open(self) -> None:

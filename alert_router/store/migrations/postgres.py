@@ -181,4 +181,22 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX outbox_notify_group ON outbox (group_key text_pattern_ops, dest, id) WHERE kind = 'notify';
         """,
     ),
+    Migration(
+        4,
+        "replica heartbeats (failover in seconds) and the dead-man's switch",
+        """
+        CREATE TABLE replicas (
+            owner TEXT PRIMARY KEY,
+            started_at DOUBLE PRECISION NOT NULL,
+            heartbeat_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE deadman (
+            name TEXT PRIMARY KEY,
+            last_seen DOUBLE PRECISION NOT NULL,
+            status TEXT NOT NULL,
+            changed_at DOUBLE PRECISION NOT NULL,
+            fired_at DOUBLE PRECISION
+        );
+        """,
+    ),
 ]
