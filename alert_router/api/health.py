@@ -39,10 +39,14 @@ async def metrics(request: web.Request) -> web.Response:
     rt = request.app[RUNTIME]
     try:
         async with asyncio.timeout(2):
-            depth = await rt.store.depth(time.time())
+            now = time.time()
+            depth = await rt.store.depth(now)
+            ages = await rt.store.oldest_pending(now)
         rt.metrics.queue_depth.labels("inbox").set(depth.inbox)
         for kind in ("notify", "runbook", *depth.outbox):
             rt.metrics.queue_depth.labels(kind).set(depth.outbox.get(kind, 0))
+        for queue in ("inbox", "notify", "runbook", *ages):
+            rt.metrics.queue_oldest_age.labels(queue).set(ages.get(queue, 0.0))
     except (StoreUnavailable, TimeoutError):
         pass
     body = generate_latest(rt.metrics.registry)
