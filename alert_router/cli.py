@@ -117,7 +117,9 @@ def cmd_route_test(args: argparse.Namespace) -> int:
         where = f"{rule.file}:{rule.line}"
         matchers = format_matchers(rule.matchers) if rule.matchers or rule.name != "default" else "(default route)"
         print(f"rule {rule.name} {matchers} at {where}{' (continue)' if rule.continue_ else ''}")
-    print("receivers: " + (", ".join(result.receiver_names) or "(none)"))
+    names = [n if getattr(config.receivers.get(n), "enabled", True) else f"{n} (disabled)"
+             for n in result.receiver_names]
+    print("receivers: " + (", ".join(names) or "(none)"))
     runbooks = [b for b, _ in result.runbooks]
     for name in runbooks:
         rb = config.runbooks.get(name)
