@@ -50,8 +50,9 @@ class RepeatFilter(logging.Filter):
     """Lets each kind of warning or error through once per ``interval`` seconds and counts the rest.
 
     The kind is the logger, the level, the event text (for a standard-library record: its message template,
-    before the arguments are filled in), the exception type, and the values of :data:`IDENTITY_FIELDS`. The
-    first line after the interval carries ``repeated``: how many were left out since the previous one.
+    before the arguments are filled in) and the values of :data:`IDENTITY_FIELDS`; not the exception, whose type
+    changes while one outage goes on (a reset connection, then a refused one). The first line after the interval
+    carries ``repeated``: how many were left out since the previous one.
     Info and debug lines always pass; ``interval`` 0 lets everything pass.
     """
 
@@ -67,13 +68,10 @@ class RepeatFilter(logging.Filter):
     @staticmethod
     def kind(record: logging.LogRecord) -> tuple[Any, ...]:
         """What makes two records "the same failure"."""
-        exc = record.exc_info[0].__name__ if record.exc_info and record.exc_info[0] else None
         if isinstance(record.msg, dict):  # a structlog event on its way to the formatter
             ed = record.msg
-            ident = tuple(str(ed.get(k)) for k in IDENTITY_FIELDS)
-            exc = exc or (type(ed["exc_info"]).__name__ if isinstance(ed.get("exc_info"), BaseException) else None)
-            return (record.name, record.levelno, str(ed.get("event")), exc, ident)
-        return (record.name, record.levelno, str(record.msg), exc)
+            return (record.name, record.levelno, str(ed.get("event")), tuple(str(ed.get(k)) for k in IDENTITY_FIELDS))
+        return (record.name, record.levelno, str(record.msg))
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Pass the first of a kind per interval (with the count of the ones left out), drop the others."""

@@ -40,9 +40,10 @@ def test_repeat_filter_passes_one_per_interval_and_counts_the_rest() -> None:
     f = RepeatFilter(60, clock)
     floor = "Failed to restore the pool connection floor; retrying"
     assert f.filter(record("asyncpg.pool", logging.WARNING, floor, OSError()))
-    assert [f.filter(record("asyncpg.pool", logging.WARNING, floor, OSError())) for _ in range(7)] == [False] * 7
-    # Another exception type, another logger or another level is another failure.
-    assert f.filter(record("asyncpg.pool", logging.WARNING, floor, TimeoutError()))
+    assert [f.filter(record("asyncpg.pool", logging.WARNING, floor, OSError())) for _ in range(6)] == [False] * 6
+    # The same failure while its cause changes (reset, then refused): still one failure.
+    assert not f.filter(record("asyncpg.pool", logging.WARNING, floor, ConnectionRefusedError()))
+    # Another logger or another level is another failure.
     assert f.filter(record("asyncpg.connect", logging.WARNING, floor, OSError()))
     assert f.filter(record("asyncpg.pool", logging.ERROR, floor, OSError()))
     # Info lines are never held back.
