@@ -17,9 +17,11 @@ from pydantic import Field, SecretStr, TypeAdapter, ValidationError, field_valid
 from alert_router.channels import REGISTRY
 from alert_router.chat.settings import ChatSettings, EscalatePolicy
 from alert_router.configbase import ConfigModel
+from alert_router.deadman import DeadmanConfig
 from alert_router.durations import Duration
 from alert_router.enrich.settings import EnrichSettings
 from alert_router.errors import ConfigError, MatcherError, Problem
+from alert_router.heartbeat import FailoverConfig
 from alert_router.matchers import Matcher, parse_matcher_list
 from alert_router.pipeline.throttle import StormConfig
 from alert_router.remediation.runbook import Runbook, load_runbook
@@ -106,10 +108,11 @@ class LinksConfig(ConfigModel):
 
 
 class LogConfig(ConfigModel):
-    """Logging format and level."""
+    """Logging format and level, and how often a repeating warning or error is logged (0: every time)."""
 
     format: Literal["json", "console"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
+    repeat_interval: Duration = 60.0
 
 
 class Settings(ConfigModel):
@@ -127,6 +130,8 @@ class Settings(ConfigModel):
     delivery: DeliveryConfig = DeliveryConfig()
     retention: RetentionConfig = RetentionConfig()
     postgres: PostgresConfig = PostgresConfig()  # pool and timeouts of a postgresql:// store (docs/replicas.md)
+    failover: FailoverConfig = FailoverConfig()  # replica heartbeats: a dead replica's work moves in seconds
+    deadman: DeadmanConfig = DeadmanConfig()  # page when Alertmanager's Watchdog stops arriving (docs/deploy.md)
     links: LinksConfig = LinksConfig()
     enrich: EnrichSettings = EnrichSettings()
     log: LogConfig = LogConfig()
@@ -469,6 +474,10 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
             default = Rule(
                 "default", (), tuple(rf.default.receivers), tuple(rf.default.runbooks), False, str(rdoc.path), line
             )
+
+    for j, r in enumerate(settings.deadman.receivers):
+        if r not in receivers:
+            problems.append(doc.lines.problem(("deadman", "receivers", j), f"deadman: unknown receiver {r!r}"))
 
     runbooks: dict[str, Runbook] = {}
     runbook_files, fp = _yaml_files(path.parent, settings.runbooks)

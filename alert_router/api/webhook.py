@@ -76,8 +76,16 @@ async def webhook(request: web.Request) -> web.Response:
             size=len(body),
         )
         return _error(400, str(exc), exc.field)
+    deadman = rt.deadman
+    beats = deadman.heartbeats(payload) if deadman is not None else 0
     try:
-        inbox_id = await rt.store.enqueue(body, payload.group_key, time.time())
+        received_at = time.time()
+        if deadman is not None and beats:
+            await deadman.beat(received_at)
+            if beats == len(payload.alerts):  # nothing else in it: recorded, nothing to queue
+                rt.metrics.webhooks.labels("heartbeat").inc()
+                return web.json_response({"status": "accepted", "heartbeat": True, "alerts": beats})
+        inbox_id = await rt.store.enqueue(body, payload.group_key, received_at)
     except StoreUnavailable as exc:
         rt.metrics.webhooks.labels("store_unavailable").inc()
         log.error("webhook not stored: store unavailable; answering 503 so Alertmanager retries", error=str(exc))

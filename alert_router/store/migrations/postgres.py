@@ -195,4 +195,22 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX seen_requests_expiry ON seen_requests (keep_until);
         """,
     ),
+    Migration(
+        5,
+        "replica heartbeats (failover in seconds) and the dead-man's switch",
+        """
+        CREATE TABLE replicas (
+            owner TEXT PRIMARY KEY,
+            started_at DOUBLE PRECISION NOT NULL,
+            heartbeat_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE deadman (
+            name TEXT PRIMARY KEY,
+            last_seen DOUBLE PRECISION NOT NULL,
+            status TEXT NOT NULL,
+            changed_at DOUBLE PRECISION NOT NULL,
+            fired_at DOUBLE PRECISION
+        );
+        """,
+    ),
 ]
