@@ -99,6 +99,7 @@ def build_app(
         runbooks = build_runbook_worker(rt, deliverer.wake)
         ingestor.wake_runbooks = runbooks.wake
         enricher = EnrichmentStage(config, rt.metrics)
+        enricher.prepare()
         deliverer.enrich = enricher if enricher.active else None
         rt.services["enricher"] = enricher
         chat = start_chat(rt, deliverer)  # after the enricher: it wraps deliverer.enrich to show acks

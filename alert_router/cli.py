@@ -1,4 +1,4 @@
-"""The ``alert-router`` command line: ``serve``, ``check`` and ``route-test``.
+"""The ``alert-router`` command line: ``serve``, ``check``, ``route-test``, ``runbook test`` and the rest.
 
 Thin on purpose: it parses arguments and calls into the package.
 """
@@ -169,6 +169,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_runbook(args: argparse.Namespace) -> int:
+    """``runbook test FILE --alert LABEL=VALUE ...``: rehearse a runbook against the configured cluster."""
+    from alert_router.remediation.commands import config_or_exit
+    from alert_router.remediation.rehearsal import runbook_test_command
+
+    config = config_or_exit(lambda: _load(args))
+    return runbook_test_command(config, args.file, args.alert or [], as_json=args.json)
+
+
 def format_matchers_of(labels: dict[str, str]) -> str:
     """Render a label set like a selector."""
     from alert_router.matchers import Matcher, MatchOp
@@ -259,6 +268,15 @@ def build_parser() -> argparse.ArgumentParser:
     q = audit.add_parser("verify", help="check the hash chain; exit 1 if any record was edited, removed or reordered")
     common(q)
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("runbook", help="runbooks: test FILE --alert LABEL=VALUE ... (a dry rehearsal)")
+    rb = p.add_subparsers(dest="runbook_command", required=True)
+    q = rb.add_parser("test", help="show the plan, the evidence and the requests a run would send, changing nothing")
+    common(q)
+    q.add_argument("file", metavar="FILE", help="the runbook file")
+    q.add_argument("--alert", action="append", metavar="LABEL=VALUE", help="a label of the alert (repeat)")
+    q.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_runbook)
 
     p = sub.add_parser("migrate", help="apply the store's schema migrations (the service also does at start)")
     common(p)

@@ -94,6 +94,7 @@ def default_body(context: dict[str, Any]) -> dict[str, Any]:
         "changed": context["changed"],
         "alerts": context["all_alerts"],
         "logs": context["logs"],
+        "kubernetes": context["kubernetes"],
         "runbook_runs": context["runbook_runs"],
         "digest": context["digest"],
         "fallback_from": context["fallback_from"],

@@ -15,11 +15,21 @@ from typing import Any
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from alert_router.configbase import ConfigModel
-from alert_router.durations import Duration
+from alert_router.durations import Duration, check_timeout
+from alert_router.enrich.kubernetes import KubernetesEnrichSettings
 from alert_router.enrich.logql import DEFAULT_LABEL_MAP, DEFAULT_TEMPLATE, QueryTemplate, TemplateError
 from alert_router.redact import compile_pattern
 
-__all__ = ["EnrichLinks", "EnrichSettings", "LokiBasicAuth", "LokiSettings", "LokiTLS", "RedactSettings", "merge"]
+__all__ = [
+    "EnrichLinks",
+    "EnrichSettings",
+    "KubernetesEnrichSettings",
+    "LokiBasicAuth",
+    "LokiSettings",
+    "LokiTLS",
+    "RedactSettings",
+    "merge",
+]
 
 
 @functools.lru_cache(maxsize=256)
@@ -112,9 +122,7 @@ class LokiSettings(ConfigModel):
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: float) -> float:
-        if not 0 < value <= 60:
-            raise ValueError("timeout must be more than 0s and at most 60s")
-        return value
+        return check_timeout(value)
 
     @model_validator(mode="after")
     def _one_auth(self) -> LokiSettings:
@@ -153,6 +161,7 @@ class EnrichSettings(ConfigModel):
     loki: LokiSettings | None = LokiSettings()
     redact: RedactSettings = RedactSettings()
     links: EnrichLinks = EnrichLinks()
+    kubernetes: KubernetesEnrichSettings = KubernetesEnrichSettings()
 
     @property
     def loki_enabled(self) -> bool:

@@ -204,10 +204,29 @@ def _logs(enrichment: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _kubernetes(enrichment: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Kubernetes evidence of the enrichment: one line per workload (the details stay in ``extra``)."""
+    out = []
+    for entry in enrichment.get("kubernetes") or []:
+        if isinstance(entry, Mapping):
+            out.append(
+                {
+                    "target": str(entry.get("target", "")),
+                    "status": str(entry.get("status", "")),
+                    "summary": str(entry.get("summary", "") or ""),
+                    "fingerprints": [str(f) for f in entry.get("fingerprints") or []],
+                }
+            )
+    return out
+
+
 def _runbook_runs(extra: Mapping[str, Any]) -> list[dict[str, Any]]:
     runs = []
     for run in extra.get("runbook_runs") or []:
         if isinstance(run, Mapping):
+            evidence = run.get("evidence")
+            if not isinstance(evidence, Mapping):
+                evidence = {}
             runs.append(
                 {
                     "run_id": str(run.get("run_id", "")),
@@ -215,6 +234,7 @@ def _runbook_runs(extra: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "status": str(run.get("status", "")),
                     "summary": str(run.get("summary", "") or ""),
                     "dry_run": bool(run.get("dry_run", False)),
+                    "evidence": str(evidence.get("summary", "") or ""),
                 }
             )
     return runs
@@ -311,6 +331,7 @@ def build_context(
         "changed": list(notification.changed),
         "links": group_links,
         "logs": _logs(enrichment),
+        "kubernetes": _kubernetes(enrichment),
         "runbook_runs": _runbook_runs(extra),
         "digest": digest_ctx,
         "fallback_from": extra.get("fallback_from"),

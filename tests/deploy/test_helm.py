@@ -673,6 +673,16 @@ async def action_grants() -> dict[str, set[Grant]]:
     return out
 
 
+async def evidence_grants() -> set[Grant]:
+    """The grants of the KubeSession methods the evidence (remediation/evidence.py) calls."""
+    from alert_router.remediation import evidence
+
+    methods = await kube_session_grants()
+    used = set(re.findall(r"\bsession\.(\w+)\(", inspect.getsource(evidence)))
+    assert used and not used - set(methods), f"evidence calls unknown KubeSession methods {used - set(methods)}"
+    return {methods[m] for m in used}
+
+
 def test_rbac_of_follows_the_api_server() -> None:
     """The request-to-grant mapping: a named GET is get, an unnamed one is list, subresources are joined."""
     assert rbac_of("GET", "/apis/apps/v1/namespaces/p/deployments/x") == ("apps", "deployments", "get")
@@ -699,6 +709,15 @@ ROLE_GRANTS: set[Grant] = {
     ("apps", "deployments", "patch"),
     ("apps", "deployments/scale", "get"),
     ("apps", "deployments/scale", "patch"),
+    ("apps", "statefulsets", "get"),
+    ("apps", "statefulsets", "patch"),
+    ("apps", "statefulsets/scale", "get"),
+    ("apps", "statefulsets/scale", "patch"),
+    ("apps", "replicasets", "list"),
+    ("autoscaling", "horizontalpodautoscalers", "list"),
+    ("autoscaling", "horizontalpodautoscalers", "patch"),
+    ("", "pods/log", "get"),
+    ("", "events", "list"),
     ("batch", "cronjobs", "get"),
     ("batch", "jobs", "create"),
     ("batch", "jobs", "get"),
@@ -722,11 +741,12 @@ def grants(role: Obj) -> set[tuple[str, str, str]]:
 
 
 async def test_role_grants_exactly_what_the_actions_use(default_objects: list[Obj]) -> None:
-    """The Role allows the union of the runbook actions' requests: nothing missing, nothing more."""
+    """The Role allows the union of the runbook actions' and the evidence's requests: nothing missing, nothing more."""
     role = one(default_objects, "Role")
     assert role["metadata"]["namespace"] == NAMESPACE
     per_action = await action_grants()
-    required = set().union(*per_action.values())
+    evidence = await evidence_grants()
+    required = set().union(*per_action.values(), evidence)
     missing = required - grants(role)
     extra = grants(role) - required
     assert not missing, f"the chart's Role lacks {sorted(missing)} (templates/_helpers.tpl alert-router.rbacRules)"
@@ -740,7 +760,14 @@ async def test_role_grants_exactly_what_the_actions_use(default_objects: list[Ob
         for step in yaml.safe_load(p.read_text()).get(section, [])
     }
     assert shipped_actions <= set(per_action), f"unknown actions in runbooks/: {shipped_actions - set(per_action)}"
-    assert per_action["scale"] == {("apps", "deployments/scale", "get"), ("apps", "deployments/scale", "patch")}
+    assert per_action["scale"] == {
+        ("apps", "deployments/scale", "get"), ("apps", "deployments/scale", "patch"),
+        ("apps", "statefulsets/scale", "get"), ("apps", "statefulsets/scale", "patch"),
+        ("autoscaling", "horizontalpodautoscalers", "list"), ("autoscaling", "horizontalpodautoscalers", "patch"),
+    }
+    assert per_action["rollout_undo"] == {("apps", "deployments", "get"), ("apps", "deployments", "patch"),
+                                          ("apps", "replicasets", "list")}
+    assert {("", "events", "list"), ("", "pods/log", "get"), ("apps", "replicasets", "list")} <= evidence
 
 
 def test_role_per_listed_namespace_bound_to_the_service_account(production_objects: list[Obj]) -> None:
