@@ -68,10 +68,10 @@ def _append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry], now: 
 
 
 def _apply_effects(conn: sqlite3.Connection, effects: RunEffects, now: float) -> None:
-    from alert_router.store.sqlite import _insert_outbox
+    from alert_router.store.sqlite import insert_outbox
 
     _append_audit(conn, list(effects.audit), now)
-    _insert_outbox(conn, list(effects.follow_ups), now)
+    insert_outbox(conn, list(effects.follow_ups), now)
 
 
 class SQLiteRunsMixin:

@@ -181,4 +181,16 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX outbox_notify_group ON outbox (group_key text_pattern_ops, dest, id) WHERE kind = 'notify';
         """,
     ),
+    Migration(
+        4,
+        "priority lanes: claims walk an index per priority in order (store/queues.py)",
+        """
+        ALTER TABLE inbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 2;
+        ALTER TABLE outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 2;
+        DROP INDEX inbox_pending;
+        CREATE INDEX inbox_lane ON inbox (priority, id) WHERE status = 'pending';
+        DROP INDEX outbox_pending;
+        CREATE INDEX outbox_lane ON outbox (kind, priority, id) WHERE status = 'pending';
+        """,
+    ),
 ]
