@@ -247,6 +247,11 @@ class Config:
             return url
         return "sqlite:///" + str(self.data_dir / "alert-router.db")
 
+    def delivers_to(self, receiver: str) -> bool:
+        """Whether ``receiver`` is configured and switched on: work for any other is never enqueued."""
+        spec = self.receivers.get(receiver)
+        return spec is not None and spec.enabled
+
     def resolve(self, path: str | Path) -> Path:
         """Resolve a path from the config relative to the config file's directory."""
         p = Path(path)

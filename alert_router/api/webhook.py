@@ -15,6 +15,7 @@ import time
 import structlog
 from aiohttp import web
 
+from alert_router import priority
 from alert_router.appkeys import RUNTIME
 from alert_router.config import AuthConfig
 from alert_router.errors import PayloadError, StoreUnavailable
@@ -94,7 +95,8 @@ async def webhook(request: web.Request) -> web.Response:
         )
         return _error(400, str(exc), exc.field)
     try:
-        inbox_id = await rt.store.enqueue(body, payload.group_key, time.time())
+        urgency = priority.of_labels(a.labels for a in payload.alerts)
+        inbox_id = await rt.store.enqueue(body, payload.group_key, time.time(), urgency)
     except StoreUnavailable as exc:
         rt.metrics.webhooks.labels("store_unavailable").inc()
         log.error("webhook not stored: store unavailable; answering 503 so Alertmanager retries", error=str(exc))

@@ -786,9 +786,9 @@ class RemediationEngine:
     def _notifications(
         self, run: RunRecord, alert: dict[str, Any], data: Mapping[str, Any] | None = None
     ) -> list[NewOutboxItem]:
-        """A ``notify`` item per configured receiver that got the alert."""
+        """A ``notify`` item per receiver that got the alert and is switched on."""
         source = data if data is not None else run.data
-        receivers = [r for r, _ in source.get("receivers") or [] if r in self.config.receivers]
+        receivers = [r for r, _ in source.get("receivers") or [] if self.config.delivers_to(r)]
         return [self._notification_item(run, source, r, {}, alert) for r in receivers]
 
     def _entry(self, run: RunRecord, event: str, data: Mapping[str, Any], actor: str = "alert-router") -> AuditEntry:
