@@ -182,6 +182,23 @@ class Store(Protocol):
         """
         ...
 
+    async def finish_outbox_many(
+        self,
+        items: Sequence[OutboxItem],
+        owner: str,
+        *,
+        ok: bool,
+        now: float,
+        error: str | None = None,
+        follow_ups: Sequence[NewOutboxItem] = (),
+        audit: Sequence[AuditEntry] = (),
+    ) -> bool:
+        """Record one outcome for all ``items``, with follow-up work and audit records, in one transaction.
+
+        Changes nothing and returns ``False`` when the lease of any of them was lost.
+        """
+        ...
+
     async def retry_outbox(self, item: OutboxItem, owner: str, not_before: float, error: str, now: float) -> bool:
         """Release a claimed item to be tried again at ``not_before``."""
         ...

@@ -36,6 +36,7 @@ from typing import Any, Literal, TypeAlias, TypeVar
 import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 import structlog
 
+from alert_router.audit import AuditEntry
 from alert_router.errors import StoreUnavailable
 from alert_router.pipeline.dedup import KnownState, is_change, next_state
 from alert_router.priority import DEFAULT as DEFAULT_PRIORITY
@@ -63,7 +64,7 @@ from alert_router.store.pgcommon import (
 )
 from alert_router.store.pgsettings import PostgresConfig
 from alert_router.store.postgres_chat import PostgresChatMixin
-from alert_router.store.postgres_runs import PostgresRunsMixin
+from alert_router.store.postgres_runs import PostgresRunsMixin, append_audit_records
 from alert_router.store.queues import SKIP_LOCKED, claim_dest_sql, claim_inbox_sql, claim_outbox_sql, claimed
 
 log = structlog.get_logger("alert_router.store.postgres")
@@ -526,8 +527,9 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin):
         now: float,
         error: str | None = None,
         follow_ups: Sequence[NewOutboxItem] = (),
+        audit: Sequence[AuditEntry] = (),
     ) -> bool:
-        """Record one outcome for all ``items`` at once, or nothing if any lease was lost."""
+        """Record one outcome, follow-ups and audit records for all ``items``; nothing if any lease was lost."""
         ids = sorted({i.id for i in items})
         status = "done" if ok else "failed"
 
@@ -558,6 +560,7 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin):
                 ids,
             )
             await insert_outbox(conn, list(follow_ups), now)
+            await append_audit_records(conn, audit, now)  # last: the head lock is always taken last
             return True
 
         return await self._tx(q, patience=self.config.outcome_patience, idempotent=True)

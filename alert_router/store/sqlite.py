@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from alert_router.audit import AuditEntry
 from alert_router.errors import StoreUnavailable
 from alert_router.pipeline.dedup import KnownState, is_change, next_state
 from alert_router.priority import DEFAULT as DEFAULT_PRIORITY
@@ -42,7 +43,7 @@ from alert_router.store.queues import (
     sqlite,
 )
 from alert_router.store.sqlite_chat import SQLiteChatMixin
-from alert_router.store.sqlite_runs import SQLiteRunsMixin
+from alert_router.store.sqlite_runs import SQLiteRunsMixin, append_audit
 from alert_router.store.sqlite_thread import Append, SQLiteThread, in_lists
 
 T = TypeVar("T")
@@ -469,8 +470,9 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
         now: float,
         error: str | None = None,
         follow_ups: Sequence[NewOutboxItem] = (),
+        audit: Sequence[AuditEntry] = (),
     ) -> bool:
-        """Record one outcome for all ``items`` at once, or nothing if any lease was lost."""
+        """Record one outcome, follow-ups and audit records for all ``items``; nothing if any lease was lost."""
         ids = sorted({i.id for i in items})
         chunks = list(in_lists(ids))
 
@@ -490,6 +492,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
                     ("done" if ok else "failed", now, error, *chunk),
                 )
             insert_outbox(conn, list(follow_ups), now)
+            append_audit(conn, audit, now)
             return True
 
         return await self._write(finish)
