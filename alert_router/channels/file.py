@@ -24,6 +24,9 @@ class FileConfig(ConfigModel):
 class FileChannel:
     """Writes notifications as JSON lines; safe to share between tasks (writes are serialized)."""
 
+    digests = False
+    """A record of every notification, never coalesced into storm digests."""
+
     def __init__(self, receiver: str, path: Path, fsync: bool) -> None:
         self.receiver = receiver
         self.path = path
