@@ -65,7 +65,7 @@ class DedupConfig(ConfigModel):
 class DeliveryConfig(ConfigModel):
     """Delivery workers and the retry budget (the delivery stage is the only place that retries)."""
 
-    workers: int = Field(default=8, ge=1, le=256)
+    workers: int = Field(default=32, ge=1, le=256)
     attempt_timeout: Duration = 15.0
     retry_for: Duration = 30.0
     give_up_after: Duration = 6 * 3600.0

@@ -18,10 +18,11 @@ the plans (``EXPLAIN``) on both databases; ``bench/claims.py`` measures a claim 
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
 from typing import Any
+
+import pydantic_core
 
 from alert_router import priority
 from alert_router.store.base import NewOutboxItem, OutboxItem
@@ -114,7 +115,7 @@ def claim_dest_sql(lock: str = "") -> str:
 
 def outbox_item(r: Sequence[Any]) -> OutboxItem:
     """An :class:`OutboxItem` from a row of :data:`OUTBOX_COLUMNS`."""
-    return OutboxItem(int(r[0]), r[1], r[2], r[3], json.loads(r[4]), int(r[5]), float(r[6]), int(r[7]))
+    return OutboxItem(int(r[0]), r[1], r[2], r[3], payload_from(r[4]), int(r[5]), float(r[6]), int(r[7]))
 
 
 def claimed(rows: Sequence[Sequence[Any]]) -> list[OutboxItem]:
@@ -132,4 +133,17 @@ def outbox_row(item: NewOutboxItem, now: float) -> tuple[str, str, str, str, flo
     Its priority is the item's own, else that of the alerts in its payload (:func:`.priority.of_payload`).
     """
     prio = item.priority if item.priority is not None else priority.of_payload(item.payload)
-    return (item.kind, item.dest, item.group_key, json.dumps(item.payload), item.not_before, now, prio)
+    return (item.kind, item.dest, item.group_key, payload_text(item.payload), item.not_before, now, prio)
+
+
+def payload_text(payload: dict[str, Any]) -> str:
+    """An outbox payload as stored: compact JSON (encoded by pydantic-core, a few times faster than ``json``)."""
+    return pydantic_core.to_json(payload).decode()
+
+
+def payload_from(text: str | bytes) -> dict[str, Any]:
+    """A stored outbox payload, decoded."""
+    value = pydantic_core.from_json(text)
+    if not isinstance(value, dict):
+        raise ValueError("an outbox payload is a JSON object")
+    return value
