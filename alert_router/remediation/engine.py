@@ -42,6 +42,7 @@ from alert_router.errors import AlertRouterError, FailureReason, StoreUnavailabl
 from alert_router.pipeline.route import route_labels
 from alert_router.remediation.actions import REGISTRY, ActionParams, StepContext, StepFailed, StepResult, Target
 from alert_router.remediation.kube import KubeClient, KubeError, KubeSession
+from alert_router.remediation.plan import triggers
 from alert_router.remediation.runbook import Runbook
 from alert_router.remediation.runs import (
     Admission,
@@ -211,83 +212,76 @@ class RemediationEngine:
 
     # -- triggers ---------------------------------------------------------------------------------
 
-    async def handle_item(self, item: OutboxItem) -> RunRecord | None:
-        """Process one claimed ``runbook`` outbox item and finish it; return the run it created or found."""
-        runbook = self.config.runbooks.get(item.dest)
-        alert = item.payload.get("alert") or {}
-        if alert.get("status") == "resolved":
-            self.alert_resolved(str(alert.get("fingerprint", "")))
-            await self.store.finish_outbox(item, self.owner, ok=True, now=time.time())
-            return None
-        if runbook is None:
-            log.error("runbook no longer configured; trigger dropped", runbook=item.dest, outbox_id=item.id)
-            await self.store.finish_outbox(item, self.owner, ok=False, now=time.time(), error="runbook not configured")
-            return None
-        record = await self.trigger(runbook, item.payload, requested_by="alert", trigger=f"outbox:{item.id}")
-        await self.store.finish_outbox(item, self.owner, ok=True, now=time.time())
-        return record
-
     async def handle_items(self, items: Sequence[OutboxItem]) -> None:
-        """Process a batch of claimed ``runbook`` triggers (in order) and finish them.
+        """Process a batch of claimed ``runbook`` items (each holds the triggers of one webhook body) and finish them.
 
-        Triggers of one runbook that the checks send the same way (the same target to admit, the same
-        refusal of a guard, the same reason not to apply) share one decision. The first is handled on its
-        own, as :meth:`handle_item` does: a run, or a skipped run, with its audit records and reports. The
-        others are recorded together, in one audit record (``skipped`` or ``not_applicable``) that says how
-        many triggers, which alerts (``fingerprints``) and why (the guard and reason; for triggers behind
-        an admitted run, the ``lock`` it holds), committed with their outbox items in one transaction; they
-        get no run and no report of their own. So a storm of alerts for one target costs one run and one
+        Triggers that the checks send the same way (one runbook, and the same target to admit, the same
+        refusal of a guard, or the same reason not to apply) share one decision. The first is handled on
+        its own: a run, or a skipped run, with its audit records and reports. The others are recorded
+        together, in one audit record (``skipped`` or ``not_applicable``) that says how many triggers,
+        which alerts (``fingerprints``) and why (the guard and reason; for triggers behind an admitted
+        run, the ``lock`` it holds), committed with the batch's outbox items in one transaction; they get
+        no run and no report of their own. So a storm of alerts for one target costs one run and one
         record per batch, however many alerts it brings.
         """
         done: list[OutboxItem] = []
-        groups: dict[tuple[Any, ...], list[tuple[OutboxItem, Check]]] = {}
-        alone: list[OutboxItem] = []
+        unknown: list[OutboxItem] = []
+        alone: list[tuple[str, dict[str, Any], Runbook]] = []
+        groups: dict[tuple[Any, ...], list[tuple[str, dict[str, Any], Check]]] = {}
         for item in items:
             runbook = self.config.runbooks.get(item.dest)
-            alert = item.payload.get("alert") or {}
-            if runbook is not None and alert.get("status") == "resolved":
-                self.alert_resolved(str(alert.get("fingerprint", "")))
-                done.append(item)
+            if runbook is None:
+                log.error("runbook no longer configured; trigger dropped", runbook=item.dest, outbox_id=item.id)
+                unknown.append(item)
                 continue
-            checked = self.check(runbook, item.payload) if runbook is not None else None
-            key = checked.same_decision() if checked is not None else None
-            if checked is None or key is None:
-                alone.append(item)
-            else:
-                groups.setdefault(key, []).append((item, checked))
-        for item in alone:
-            await self.handle_item(item)
+            done.append(item)
+            for key, payload in triggers(item):
+                alert = payload.get("alert") or {}
+                if alert.get("status") == "resolved":
+                    self.alert_resolved(str(alert.get("fingerprint", "")))
+                    continue
+                checked = self.check(runbook, payload)
+                same = checked.same_decision()
+                if same is None:
+                    alone.append((key, payload, runbook))
+                else:
+                    groups.setdefault(same, []).append((key, payload, checked))
+        for key, payload, runbook in alone:
+            await self.trigger(runbook, payload, requested_by="alert", trigger=key)
         audit: list[AuditEntry] = []
         for members in groups.values():
-            (first, checked), rest = members[0], [i for i, _ in members[1:]]
-            record = await self.handle_item(first)
+            (key, payload, checked), rest = members[0], members[1:]
+            record = await self.trigger(checked.runbook, payload, requested_by="alert", trigger=key)
             if not rest:
                 continue
-            entry = self._shared_record(checked, record, first, rest)
+            entry = self._shared_record(checked, record, key, payload, [p for _, p, _ in rest])
             if entry is None:  # the first one's outcome says nothing about the others
-                for item in rest:
-                    await self.handle_item(item)
+                for k, p, c in rest:
+                    await self.trigger(c.runbook, p, requested_by="alert", trigger=k)
                 continue
             audit.append(entry)
-            done.extend(rest)
             self.metrics.runs.labels(checked.runbook.name, entry.event).inc(len(rest))
             log.info("runbook triggers decided together", runbook=checked.runbook.name, triggers=len(rest),
                      record=entry.event, reason=entry.data.get("reason"))
+        if unknown:
+            await self.store.finish_outbox_many(unknown, self.owner, ok=False, now=time.time(),
+                                                error="runbook not configured")
         if done or audit:
             await self.store.finish_outbox_many(done, self.owner, ok=True, now=time.time(), audit=audit)
 
     @staticmethod
     def _shared_record(
-        checked: Check, first: RunRecord | None, first_item: OutboxItem, rest: Sequence[OutboxItem]
+        checked: Check, first: RunRecord | None, first_key: str, first_payload: Mapping[str, Any],
+        rest: Sequence[Mapping[str, Any]],
     ) -> AuditEntry | None:
         """The one audit record for the triggers that share ``first``'s decision, or ``None`` if they do not."""
-        alerts = [i.payload.get("alert") or {} for i in rest]
+        alerts = [p.get("alert") or {} for p in rest]
         data: dict[str, Any] = {
             "count": len(rest),
             "fingerprints": [str(a.get("fingerprint", "")) for a in alerts],
             "alertnames": sorted({str((a.get("labels") or {}).get("alertname", "")) for a in alerts}),
-            "rule": first_item.payload.get("rule"),
-            "decided_with": f"outbox:{first_item.id}",
+            "rule": first_payload.get("rule"),
+            "decided_with": first_key,
         }
         name = checked.runbook.name
         target = checked.target.key if checked.target else None

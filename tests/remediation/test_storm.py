@@ -65,3 +65,16 @@ async def test_a_storm_for_one_target_makes_one_run_and_accounts_for_every_trigg
     assert batches >= 1
     every = {f"{g:04x}{i:012x}" for g in range(GROUPS) for i in range(PER_GROUP)}
     assert sorted(accounted) == sorted(every)  # each trigger in exactly one record
+
+
+def test_items_stored_before_triggers_were_grouped_are_one_trigger() -> None:
+    """A ``runbook`` item written by an earlier version holds one alert: it is one trigger, keyed by the item."""
+    from alert_router.remediation.plan import triggers
+    from alert_router.store.base import OutboxItem
+
+    legacy = OutboxItem(7, "runbook", "r", "g", {"alert": {"fingerprint": "a"}, "rule": "x", "group_key": "g"}, 1, 0)
+    assert list(triggers(legacy)) == [("outbox:7", legacy.payload)]
+    grouped = OutboxItem(8, "runbook", "r", "g", {"group_key": "g", "triggers": [
+        {"alert": {"fingerprint": "a"}, "rule": "x"}, {"alert": {"fingerprint": "b"}, "rule": "x"}]}, 1, 0)
+    keys = [(k, p["alert"]["fingerprint"], p["group_key"]) for k, p in triggers(grouped)]
+    assert keys == [("outbox:8/0", "a", "g"), ("outbox:8/1", "b", "g")]
