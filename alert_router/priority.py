@@ -21,9 +21,6 @@ RANKS: dict[str, int] = {"critical": 0, "page": 0, "error": 1, "high": 1, "warni
 DEFAULT = 2
 """The rank of an alert without a ``severity`` label or with one not listed in :data:`RANKS`."""
 
-LANES = range(5)
-"""Every priority a claim looks at, in order."""
-
 
 def rank(severity: str | None) -> int:
     """The priority of one alert with this ``severity`` label value."""

@@ -6,14 +6,15 @@ claim (``FOR UPDATE SKIP LOCKED``, which several PostgreSQL replicas need and SQ
 does not), and how many rows go in at once (a multi-row ``VALUES`` on SQLite, ``unnest`` of arrays on
 PostgreSQL).
 
-**Claims cost the same whatever the backlog.** A claim walks one index per priority lane
-(:data:`alert_router.priority.LANES`) in the order it hands work out, oldest first, and stops at
-``limit`` rows: the inbox by ``(priority, id)``, the outbox by ``(kind, priority, id)``, both indexes
-holding pending rows only. Nothing is sorted. The rows a claim steps over are those it may not take
-yet: claimed by someone (in flight), waiting for a retry (``not_before``), or queued behind an earlier
-item of their own group, which must wait (order within a group and destination is kept). The tests pin
-the plans (``EXPLAIN``) on both databases; ``bench/claims.py`` measures a claim at 1,000 and at
-100,000 pending items.
+**Claims cost the same whatever the backlog.** A claim walks an index in the order it hands work
+out (most urgent priority first, then oldest) and stops at ``limit`` rows: the inbox by
+``(priority, id)``, the outbox by ``(kind, priority, id)``, both indexes holding pending rows only.
+Nothing is sorted, and finished rows are never read (ordering by ``priority, id`` also keeps
+PostgreSQL from walking the primary key through them, which it prefers for a plain ``ORDER BY id``).
+The rows a claim steps over are those it may not take yet: claimed by someone (in flight), waiting for
+a retry (``not_before``), or queued behind an earlier item of their own group, which must wait (order
+within a group and destination is kept). The tests pin the plans (``EXPLAIN``) on both databases;
+``bench/claims.py`` measures a claim at 1,000 and at 100,000 pending items.
 """
 
 from __future__ import annotations
@@ -38,14 +39,6 @@ def sqlite(sql: str) -> str:
     return _PLACEHOLDER.sub(r"?\1", sql)
 
 
-def _lanes(arm: str) -> str:
-    """One arm per priority lane, lowest first, each already in claim order and limited."""
-    return " UNION ALL ".join(
-        f"SELECT * FROM ({arm.format(lane=lane)}) AS lane{lane}"  # noqa: S608 - constants only
-        for lane in priority.LANES
-    )
-
-
 # -- inbox --------------------------------------------------------------------------------------
 
 INBOX_COLUMNS = "id, received_at, body, group_key, attempts"
@@ -57,13 +50,12 @@ def claim_inbox_sql(lock: str = "") -> str:
     Returns :data:`INBOX_COLUMNS` of the claimed rows (in no particular order). A body waits while an
     earlier body of its group is pending.
     """
-    arm = f"""SELECT id FROM inbox i
-              WHERE status = 'pending' AND priority = {{lane}} AND (lease_until IS NULL OR lease_until < $1)
-                AND NOT EXISTS (SELECT 1 FROM inbox j WHERE j.group_key = i.group_key
-                                AND j.status = 'pending' AND j.id < i.id)
-              ORDER BY id LIMIT $2{lock}"""  # noqa: S608 - constants only
     return f"""UPDATE inbox SET owner = $3, lease_until = $4, attempts = inbox.attempts + 1
-               FROM ({_lanes(arm)} LIMIT $2) AS c
+               FROM (SELECT id FROM inbox i
+                     WHERE status = 'pending' AND (lease_until IS NULL OR lease_until < $1)
+                       AND NOT EXISTS (SELECT 1 FROM inbox j WHERE j.group_key = i.group_key
+                                       AND j.status = 'pending' AND j.id < i.id)
+                     ORDER BY priority, id LIMIT $2{lock}) AS c
                WHERE inbox.id = c.id
                RETURNING inbox.id, inbox.received_at, inbox.body, inbox.group_key, inbox.attempts"""  # noqa: S608
 
@@ -82,14 +74,13 @@ def claim_outbox_sql(lock: str = "") -> str:
     Returns :data:`OUTBOX_COLUMNS` of the claimed rows. An item waits while an earlier item of its
     destination and group is pending.
     """
-    arm = f"""SELECT id FROM outbox o
-              WHERE kind = $1 AND priority = {{lane}} AND status = 'pending' AND not_before <= $2
-                AND (lease_until IS NULL OR lease_until < $2)
-                AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.dest = o.dest AND p.group_key = o.group_key
-                                AND p.status = 'pending' AND p.id < o.id)
-              ORDER BY id LIMIT $3{lock}"""  # noqa: S608 - constants only
     return f"""UPDATE outbox SET owner = $4, lease_until = $5, attempts = outbox.attempts + 1
-               FROM ({_lanes(arm)} LIMIT $3) AS c
+               FROM (SELECT id FROM outbox o
+                     WHERE kind = $1 AND status = 'pending' AND not_before <= $2
+                       AND (lease_until IS NULL OR lease_until < $2)
+                       AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.dest = o.dest AND p.group_key = o.group_key
+                                       AND p.status = 'pending' AND p.id < o.id)
+                     ORDER BY priority, id LIMIT $3{lock}) AS c
                WHERE outbox.id = c.id
                {_RETURNING}"""  # noqa: S608
 
