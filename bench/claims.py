@@ -158,8 +158,11 @@ async def main() -> None:
                         results[n] = await measure(PostgresStore(dsn), kind, n, args)
                     finally:
                         await adrop_database(admin, database_of(dsn))
-            for which, label in (("claim", "claim_outbox: claim and commit"), ("new", "its SELECT (ORDER BY priority, id)"),
-                                 ("old", "previous SELECT (ORDER BY id)")):
+            for which, label in (
+                ("claim", "claim_outbox: claim and commit"),
+                ("new", "its SELECT (ORDER BY priority, id)"),
+                ("old", "previous SELECT (ORDER BY id)"),
+            ):
                 small, large = results[args.small][which], results[args.large][which]
                 rows.append([kind, label, statistics.median(small) * 1000, ms(small, 0.9),
                              statistics.median(large) * 1000, ms(large, 0.9),
