@@ -103,8 +103,20 @@ class Deliverer:
     async def send_with_retries(
         self, channel: Channel, notification: Notification, previous: MessageRef | None
     ) -> MessageRef | None:
-        """Send, retrying retryable failures within ``delivery.retry_for``."""
+        """Send, retrying retryable failures within ``delivery.retry_for``.
+
+        Most sends succeed at once, so the first attempt is made without the retry machinery (setting it up
+        costs more than writing a notification to a file); its failure, if retryable, is replayed as the
+        first attempt of the retry loop, whose budget counts from the first attempt.
+        """
         cfg = self.config.settings.delivery
+        started = time.monotonic()
+        try:
+            return await self.attempt(channel, notification, previous)
+        except ChannelError as exc:
+            if not exc.retryable:
+                raise
+            replay = [exc]
 
         def count_failure(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -121,12 +133,14 @@ class Deliverer:
 
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_retryable),
-            stop=stop_after_delay(cfg.retry_for),
+            stop=stop_after_delay(max(0.0, cfg.retry_for - (time.monotonic() - started))),
             wait=backoff_wait(),
             before_sleep=count_failure,
             reraise=True,
         ):
             with attempt:
+                if replay:
+                    raise replay.pop()
                 return await self.attempt(channel, notification, previous)
         raise AssertionError("unreachable")  # pragma: no cover
 
