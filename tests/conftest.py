@@ -8,6 +8,7 @@ import pytest
 pytest_plugins = [
     "tests.standins.chat_fixtures",
     "tests.standins.infra_fixtures",
+    "tests.standins.pager_fixtures",
     "tests.procs.fixtures",
 ]
 

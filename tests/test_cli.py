@@ -39,8 +39,26 @@ def test_route_test(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     out = capsys.readouterr().out
     assert "rule model-latency" in out
-    assert "receivers: file, slack (disabled: nothing is sent), console" in out
+    assert "receivers: file, slack (disabled), console" in out
     assert "runbook: scale-up-model-api" in out
+
+
+def test_route_test_lists_the_pager_for_critical_alerts(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shipped config pages PagerDuty for critical alerts; route-test says so, and that it is off until enabled."""
+    monkeypatch.delenv("PAGERDUTY_ENABLED", raising=False)
+    args = ["route-test", "--config", str(ROOT / "alert-router.yaml"), "alertname=Down", "severity=critical"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "rule critical-to-pager" in out and "pagerduty (disabled)" in out
+    monkeypatch.setenv("PAGERDUTY_ENABLED", "true")
+    monkeypatch.setenv("PAGERDUTY_ROUTING_KEY", "R" * 32)
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert ", pagerduty," in out and "pagerduty (disabled)" not in out
+    assert main(["route-test", "--config", str(ROOT / "alert-router.yaml"), "alertname=X", "severity=warning"]) == 0
+    assert "pagerduty" not in capsys.readouterr().out
 
 
 def test_route_test_bad_label(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from alert_router.channels import console, email, file, slack, telegram, webhook
+from alert_router.channels import console, discord, email, file, opsgenie, pagerduty, slack, teams, telegram, webhook
 from alert_router.channels.base import Channel, ChannelContext, ChannelError, ChannelType, MessageRef, RateLimit
 
 REGISTRY: dict[str, ChannelType] = {
@@ -12,6 +12,10 @@ REGISTRY: dict[str, ChannelType] = {
     telegram.TYPE.key: telegram.TYPE,
     email.TYPE.key: email.TYPE,
     webhook.TYPE.key: webhook.TYPE,
+    pagerduty.TYPE.key: pagerduty.TYPE,
+    opsgenie.TYPE.key: opsgenie.TYPE,
+    teams.TYPE.key: teams.TYPE,
+    discord.TYPE.key: discord.TYPE,
 }
 """Every receiver type by its YAML key."""
 

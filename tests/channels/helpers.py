@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from alert_router.appkeys import Runtime
 from alert_router.models import Alert, Notification
 
 T0 = datetime(2026, 11, 27, 0, 0, 0, tzinfo=UTC)
@@ -122,3 +123,15 @@ def write_config(tmp: Path, receivers: str, *, rules: str | None = None, deliver
     path = tmp / "alert-router.yaml"
     path.write_text(cfg)
     return path
+
+
+def sample(rt: Runtime, name: str, **labels: str) -> float:
+    """A metric's current value (0 when the series does not exist)."""
+    return rt.metrics.registry.get_sample_value(name, labels) or 0.0
+
+
+async def post(client: Any, body: bytes | dict[str, Any]) -> None:
+    """POST a webhook body to the running app and require 200."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    r = await client.post("/webhook", data=data, headers={"Content-Type": "application/json"})
+    assert r.status == 200, await r.text()

@@ -11,12 +11,10 @@ import itertools
 import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from alert_router.appkeys import Runtime
-from tests.channels.helpers import alert, webhook_body, write_config
+from tests.channels.helpers import alert, post, sample, webhook_body, write_config
 from tests.helpers import fixture_bytes, read_jsonl, running_app, settle, wait_for
 from tests.standins.chat_fixtures import SmtpServerFactory
 from tests.standins.slack import SlackStandin
@@ -31,16 +29,6 @@ def slack_rx(s: SlackStandin, extra: str = "", name: str = "slack", opts: str = 
 def telegram_rx(t: TelegramStandin, extra: str = "") -> str:
     return (f"  - name: telegram\n{extra}    telegram: {{token: '{t.token}', chat_id: 1001, "
             f"api_url: '{t.base_url}', timeout: 2}}\n")
-
-
-def sample(rt: Runtime, name: str, **labels: str) -> float:
-    return rt.metrics.registry.get_sample_value(name, labels) or 0.0
-
-
-async def post(client: Any, body: bytes | dict[str, Any]) -> None:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    r = await client.post("/webhook", data=data, headers={"Content-Type": "application/json"})
-    assert r.status == 200, await r.text()
 
 
 async def test_living_message_is_edited_on_resolve_across_a_restart(

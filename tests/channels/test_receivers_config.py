@@ -78,3 +78,36 @@ def test_shipped_config_routes_by_severity_with_people_receivers_off() -> None:
     enabled = load(ROOT / "alert-router.yaml", {"SLACK_ENABLED": "true", "SLACK_BOT_TOKEN": "xoxb-1",
                                                 "SLACK_CHANNEL": "C1"})
     assert enabled.receivers["slack"].enabled is True
+
+
+def test_shipped_config_pages_pagerduty_for_critical_once_enabled(tmp_path: Path) -> None:
+    """PagerDuty gets critical alerts only; it is off (no key needed) until PAGERDUTY_ENABLED, key from env or file."""
+    cfg = load(ROOT / "alert-router.yaml", {})
+    assert cfg.receivers["pagerduty"].enabled is False and cfg.receivers["pagerduty"].fallback == "console"
+    crit = route_labels({"alertname": "X", "severity": "critical"}, cfg.rules, cfg.default).receiver_names
+    warn = route_labels({"alertname": "X", "severity": "warning"}, cfg.rules, cfg.default).receiver_names
+    assert "pagerduty" in crit and "pagerduty" not in warn
+    on = load(ROOT / "alert-router.yaml", {"PAGERDUTY_ENABLED": "true", "PAGERDUTY_ROUTING_KEY": "R" * 32})
+    assert on.receivers["pagerduty"].enabled is True
+    assert on.receivers["pagerduty"].config.routing_key.get_secret_value() == "R" * 32
+    found = problems(ROOT / "alert-router.yaml", {"PAGERDUTY_ENABLED": "true"})
+    assert any("needs routing_key" in p for p in found), found
+    key = tmp_path / "pd-key"
+    key.write_text("K" * 32 + "\n")
+    path = config(tmp_path, f"  - name: pd\n    pagerduty: {{routing_key_file: {key}}}\n")
+    assert load(path, {}).receivers["pd"].config.routing_key.get_secret_value() == "K" * 32
+
+
+@pytest.mark.parametrize(
+    ("receiver", "message"),
+    [
+        ("  - name: s\n    pagerduty: {routing_key: k, severities: {p1: urgent}}\n", "severities"),
+        ("  - name: s\n    opsgenie: {api_key: k, region: apac}\n", "region"),
+        ("  - name: s\n    discord: {webhook_url: 'https://discord.com/x'}\n", "webhooks/<id>/<token>"),
+        ("  - name: s\n    teams: {}\n", "needs webhook_url"),
+    ],
+)
+def test_new_receiver_problems_name_the_line(tmp_path: Path, receiver: str, message: str) -> None:
+    path = config(tmp_path, receiver)
+    found = problems(path)
+    assert any(message in p and p.startswith(f"{path}:") for p in found), found

@@ -55,7 +55,7 @@ class Fault:
 
     kind: FaultKind
     status: int = 500
-    retry_after: int = 1
+    retry_after: float = 1
     delay: float = 0.0
     method: str | None = None
 
@@ -87,6 +87,24 @@ class FaultQueue:
 
     def __len__(self) -> int:
         return len(self._faults)
+
+
+class FaultControls:
+    """The fault-injection controls every stand-in offers; the class using it sets ``self.faults``."""
+
+    faults: FaultQueue
+
+    def fail_next(self, n: int = 1, status: int = 500, method: str | None = None) -> None:
+        """Answer the next ``n`` requests (of ``method``, if given) with HTTP ``status``."""
+        self.faults.push(Fault("error", status=status, method=method), n)
+
+    def rate_limit_next(self, n: int = 1, retry_after: float = 1, method: str | None = None) -> None:
+        """Answer the next ``n`` requests with the platform's 429, asking for ``retry_after`` seconds."""
+        self.faults.push(Fault("ratelimit", retry_after=retry_after, method=method), n)
+
+    def delay_next(self, n: int = 1, seconds: float = 1.0, method: str | None = None) -> None:
+        """Hold the next ``n`` requests for ``seconds`` before answering (to exercise client timeouts)."""
+        self.faults.push(Fault("delay", delay=seconds, method=method), n)
 
 
 class TokenBucket:
@@ -240,7 +258,7 @@ class SlackApiRefusal(Exception):
         self.extra = extra
 
 
-class SlackStandin:
+class SlackStandin(FaultControls):
     """A loopback Slack Web API for tests; use it as an async context manager or call start/close.
 
     Args:
@@ -316,19 +334,7 @@ class SlackStandin:
     ) -> None:
         await self.close()
 
-    # -- controls for tests ----------------------------------------------------------------------------
-
-    def fail_next(self, n: int = 1, status: int = 500, method: str | None = None) -> None:
-        """Answer the next ``n`` requests (of ``method``, if given) with HTTP ``status``."""
-        self.faults.push(Fault("error", status=status, method=method), n)
-
-    def rate_limit_next(self, n: int = 1, retry_after: int = 1, method: str | None = None) -> None:
-        """Answer the next ``n`` requests with 429, ``Retry-After: retry_after`` and ``ratelimited``."""
-        self.faults.push(Fault("ratelimit", retry_after=retry_after, method=method), n)
-
-    def delay_next(self, n: int = 1, seconds: float = 1.0, method: str | None = None) -> None:
-        """Hold the next ``n`` requests for ``seconds`` before answering (to exercise client timeouts)."""
-        self.faults.push(Fault("delay", delay=seconds, method=method), n)
+    # -- controls for tests (and fail_next / rate_limit_next / delay_next of FaultControls) -------------
 
     def revoke_token(self) -> None:
         """From now on the configured token answers ``token_revoked``."""

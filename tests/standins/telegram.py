@@ -37,7 +37,15 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from tests.standins.slack import Fault, FaultQueue, RequestRecord, TokenBucket, peak_rate, read_params, start_site
+from tests.standins.slack import (
+    FaultControls,
+    FaultQueue,
+    RequestRecord,
+    TokenBucket,
+    peak_rate,
+    read_params,
+    start_site,
+)
 
 MAX_TEXT = 4096
 MAX_CALLBACK_DATA = 64
@@ -358,7 +366,7 @@ def _as_bool(value: Any) -> bool:
     return bool(value)
 
 
-class TelegramStandin:
+class TelegramStandin(FaultControls):
     """A loopback Telegram Bot API for tests; use it as an async context manager or call start/close.
 
     Args:
@@ -442,19 +450,8 @@ class TelegramStandin:
     ) -> None:
         await self.close()
 
-    # -- controls for tests ----------------------------------------------------------------------------
-
-    def rate_limit_next(self, n: int = 1, retry_after: int = 1, method: str | None = None) -> None:
-        """Answer the next ``n`` requests with 429 and ``parameters.retry_after``."""
-        self.faults.push(Fault("ratelimit", retry_after=retry_after, method=method), n)
-
-    def fail_next(self, n: int = 1, status: int = 500, method: str | None = None) -> None:
-        """Answer the next ``n`` requests with HTTP ``status`` (``502`` is what Telegram shows in outages)."""
-        self.faults.push(Fault("error", status=status, method=method), n)
-
-    def delay_next(self, n: int = 1, seconds: float = 1.0, method: str | None = None) -> None:
-        """Hold the next ``n`` requests for ``seconds`` before answering."""
-        self.faults.push(Fault("delay", delay=seconds, method=method), n)
+    # -- controls for tests (and fail_next / rate_limit_next / delay_next of FaultControls: a 429 carries
+    # ``parameters.retry_after``; 502 is what Telegram shows in outages) ------------------------------------
 
     def revoke_token(self) -> None:
         """From now on the configured token answers 401 Unauthorized."""
