@@ -183,11 +183,42 @@ MIGRATIONS: list[Migration] = [
     ),
     Migration(
         4,
-        "priority lanes: claims walk an index per priority in order (store/queues.py)",
+        "chat requests already seen (Slack signatures, Telegram update ids), kept for their replay window",
+        """
+        CREATE TABLE seen_requests (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            seen_at DOUBLE PRECISION NOT NULL,
+            keep_until DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE INDEX seen_requests_expiry ON seen_requests (keep_until);
+        """,
+    ),
+    Migration(
+        5,
+        "replica heartbeats (failover in seconds) and the dead-man's switch",
+        """
+        CREATE TABLE replicas (
+            owner TEXT PRIMARY KEY,
+            started_at DOUBLE PRECISION NOT NULL,
+            heartbeat_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE deadman (
+            name TEXT PRIMARY KEY,
+            last_seen DOUBLE PRECISION NOT NULL,
+            status TEXT NOT NULL,
+            changed_at DOUBLE PRECISION NOT NULL,
+            fired_at DOUBLE PRECISION
+        );
+        """,
+    ),
+    Migration(
+        6,
+        "priority lanes: claims walk one index in (priority, id) order (store/queues.py)",
         """
         ALTER TABLE inbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 2;
         ALTER TABLE outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 2;
-        DROP INDEX inbox_pending;
         CREATE INDEX inbox_lane ON inbox (priority, id) WHERE status = 'pending';
         DROP INDEX outbox_pending;
         CREATE INDEX outbox_lane ON outbox (kind, priority, id) WHERE status = 'pending';
