@@ -255,8 +255,9 @@ class SQLiteThread:
         """Run queued calls in order, at least one, until ``SLICE`` ran or ``SLICE_SECONDS`` passed.
 
         Writes share one transaction (a savepoint each: a failing write undoes only itself) committed at
-        the end; their callers learn the outcome only then. Reads run where they stand in the queue, inside
-        the slice's transaction once it began (they see the writes queued before them).
+        the end; their callers learn the outcome only then. Reads run on their own, outside any write group
+        (some open a transaction of their own): a read that comes after writes ends the slice, so it runs
+        first in the next one and sees what the writes queued before it committed.
         """
         deadline = time.perf_counter() + SLICE_SECONDS
         reads: list[Outcome] = []
@@ -268,13 +269,10 @@ class SQLiteThread:
                 taken.append(job)
                 assert job.fn is not None
                 if not job.write:
-                    if conn.in_transaction:
-                        try:
-                            reads.append((job.fut, True, job.fn(conn)))
-                        except Exception as exc:  # a failed read changes nothing: the group goes on
-                            reads.append((job.fut, False, _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc))
-                    else:
-                        reads.append(SQLiteThread._call(conn, job))
+                    if conn.in_transaction:  # reads run outside a write group (some open their own): next slice
+                        backlog.appendleft(taken.pop())
+                        break
+                    reads.append(SQLiteThread._call(conn, job))
                     continue
                 if not conn.in_transaction:
                     conn.execute("BEGIN IMMEDIATE")

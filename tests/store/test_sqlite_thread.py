@@ -182,3 +182,26 @@ async def test_a_slice_ends_after_its_time_budget(db: SQLiteThread, monkeypatch:
     append_queued.set()
     await asyncio.gather(*writes, append)
     assert order.index("append") < order.index(f"write{SLICE - 1}"), order  # it overtook the writes still queued
+
+
+async def test_a_read_queued_after_writes_runs_outside_their_transaction(db: SQLiteThread) -> None:
+    """Some reads open a transaction of their own (a consistent snapshot): never inside a write group."""
+    blocker, gate = await hold(db)
+
+    def snapshot(conn: sqlite3.Connection) -> int:
+        conn.execute("BEGIN")
+        try:
+            return int(conn.execute("SELECT count(*) FROM w").fetchone()[0])
+        finally:
+            conn.execute("COMMIT")
+
+    writes = [asyncio.ensure_future(db.write(lambda c, i=i: c.execute("INSERT INTO w VALUES (?)", (i,)).rowcount))
+              for i in range(3)]
+    read = asyncio.ensure_future(db.call(snapshot))
+    later = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO w VALUES (9)").rowcount))
+    await asyncio.sleep(0)
+    gate.set()
+    await blocker
+    assert await asyncio.gather(*writes) == [1, 1, 1]
+    assert await read == 3  # it sees the writes queued before it, committed
+    assert await later == 1
