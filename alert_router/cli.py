@@ -131,8 +131,7 @@ def cmd_route_test(args: argparse.Namespace) -> int:
         where = f"{rule.file}:{rule.line}"
         matchers = format_matchers(rule.matchers) if rule.matchers or rule.name != "default" else "(default route)"
         print(f"rule {rule.name} {matchers} at {where}{' (continue)' if rule.continue_ else ''}")
-    names = [n if getattr(config.receivers.get(n), "enabled", True) else f"{n} (disabled)"
-             for n in result.receiver_names]
+    names = [n if config.delivers_to(n) else f"{n} (disabled)" for n in result.receiver_names]
     print("receivers: " + (", ".join(names) or "(none)"))
     runbooks = [b for b, _ in result.runbooks]
     for name in runbooks:

@@ -75,7 +75,7 @@ class DedupConfig(ConfigModel):
 class DeliveryConfig(ConfigModel):
     """Delivery workers and the retry budget (the delivery stage is the only place that retries)."""
 
-    workers: int = Field(default=8, ge=1, le=256)
+    workers: int = Field(default=32, ge=1, le=256)
     attempt_timeout: Duration = 15.0
     retry_for: Duration = 30.0
     give_up_after: Duration = 6 * 3600.0
@@ -261,6 +261,11 @@ class Config:
                 return "sqlite:///" + str(self.resolve(rel))
             return url
         return "sqlite:///" + str(self.data_dir / "alert-router.db")
+
+    def delivers_to(self, receiver: str) -> bool:
+        """Whether ``receiver`` is configured and switched on: work for any other is never enqueued."""
+        spec = self.receivers.get(receiver)
+        return spec is not None and spec.enabled
 
     def resolve(self, path: str | Path) -> Path:
         """Resolve a path from the config relative to the config file's directory."""

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import socket
@@ -221,3 +222,213 @@ def table(headers: list[str], rows: list[list[Any]]) -> str:
 
 def seed() -> None:
     random.seed(1)
+
+
+# -- the shipped configuration, wrk, and watching the file receiver -----------------------------------
+
+
+class ShippedService(Service):
+    """``alert-router serve`` on the repository's own ``alert-router.yaml`` (rules, runbooks, receivers as shipped).
+
+    Only what the shipped file reads from the environment changes: the listen address, the data directory
+    and the webhook token.
+    """
+
+    def __init__(self, env: dict[str, str] | None = None, token: str = "bench-token") -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="ar-bench-shipped-"))
+        self.port = free_port()
+        self.token = token
+        self.env = {
+            **os.environ,
+            "ALERT_ROUTER_LISTEN": f"127.0.0.1:{self.port}",
+            "ALERT_ROUTER_DATA_DIR": str(self.tmp / "data"),
+            "ALERT_ROUTER_TOKEN": token,
+            "ALERT_ROUTER_LOG_FORMAT": "json",
+            "KUBECONFIG": str(self.tmp / "no-kubeconfig"),  # dry run: nothing would be sent anyway
+            **(env or {}),
+        }
+        self.proc = None
+        self.config_path = ROOT / "alert-router.yaml"
+        self.notifications = self.tmp / "data" / "notifications.jsonl"
+
+    async def start(self) -> None:
+        with (self.tmp / "log").open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "alert_router", "serve", "--config", str(self.config_path)],
+                env=self.env,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+        await wait_http(self.url + "/readyz")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def queue_depth(url: str) -> dict[str, float]:
+    """``alert_router_queue_depth`` by queue (inbox, notify, runbook)."""
+    async with aiohttp.ClientSession() as s, s.get(url + "/metrics") as r:
+        text = await r.text()
+    return {
+        line.split('"')[1]: float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith("alert_router_queue_depth{")
+    }
+
+
+async def wait_drained(url: str, timeout: float = 300.0) -> float:
+    """Seconds until every queue is empty."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        depth = await queue_depth(url)
+        if depth and all(v == 0 for v in depth.values()):
+            return time.perf_counter() - start
+        await asyncio.sleep(0.05)
+    raise RuntimeError(f"queues did not drain within {timeout:.0f}s")
+
+
+class FileTail:
+    """Follows a ``file`` receiver's JSON lines, to time when a group's notification is written."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.buffer = b""
+
+    def skip_to_end(self) -> None:
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+        self.buffer = b""
+
+    def new_lines(self) -> list[bytes]:
+        if not self.path.exists():
+            return []
+        with self.path.open("rb") as f:
+            f.seek(self.offset)
+            data = f.read()
+        self.offset += len(data)
+        self.buffer += data
+        *lines, self.buffer = self.buffer.split(b"\n")
+        return lines
+
+    async def wait_for(self, needle: bytes, timeout: float = 120.0, since: float | None = None) -> float:
+        """Seconds from ``since`` (a ``perf_counter`` time; default now) until a line holding ``needle`` is written.
+
+        Polls every 2 ms.
+        """
+        start = time.perf_counter() if since is None else since
+        while time.perf_counter() - start < timeout:
+            if any(needle in line for line in self.new_lines()):
+                return time.perf_counter() - start
+            await asyncio.sleep(0.002)
+        raise RuntimeError(f"{needle!r} not written within {timeout:.0f}s")
+
+
+def alert_body(
+    alertname: str, severity: str, group: str, fingerprints: list[str], *, deployment: str = "model-api"
+) -> bytes:
+    """A webhook body like ``firing-service-down.json``: one group, one alert per fingerprint (one pod each)."""
+    tpl = json.loads((FIXTURES / "firing-service-down.json").read_text())
+    first = tpl["alerts"][0]
+    labels = {**first["labels"], "alertname": alertname, "severity": severity, "deployment": deployment}
+    alerts = [dict(first, fingerprint=fp, labels={**labels, "pod": f"{deployment}-{fp}"}) for fp in fingerprints]
+    group_labels = {"alertname": alertname, "group": group}
+    return json.dumps(
+        {**tpl, "alerts": alerts, "groupKey": f"{{}}:{json.dumps(group_labels)}", "groupLabels": group_labels,
+         "commonLabels": labels}
+    ).encode()
+
+
+WRK_RESULT = "wrk-result:"
+
+
+def wrk_script(path: Path, *, alerts_per_body: int, alertname: str, severity: str, token: str) -> None:
+    """A wrk Lua script posting distinct bodies: each request a new group of ``alerts_per_body`` new alerts.
+
+    The body is the captured Alertmanager template with the group key, fingerprints and pod names filled in
+    from the wrk thread, a counter and a per-run nonce (so runs never repeat an alert). At the end it prints
+    the request count, non-2xx answers and latency percentiles (microseconds) on one ``wrk-result:`` line.
+    """
+    marker_fp, marker_group = "FPFPFPFPFPFPFPFP", "GRGRGRGRGRGRGRGR"
+    body = alert_body(alertname, severity, marker_group, [marker_fp]).decode()
+    data = json.loads(body)
+    alert_json = json.dumps(data["alerts"][0])
+    data["alerts"] = ["ALERTS"]
+    outer = json.dumps(data)
+    parts = alert_json.split(marker_fp)
+
+    def lua(s: str) -> str:
+        return "[==[" + s + "]==]"
+
+    pieces = []  # the body as a Lua concatenation: literals, the group id, the alerts
+    for k, piece in enumerate(re.split(f'({marker_group}|"ALERTS")', outer)):
+        if k % 2 == 0:
+            pieces.append(lua(piece))
+        else:
+            pieces.append("id" if piece == marker_group else 'table.concat(alerts, ",")')
+    body_expr = " .. ".join(pieces)
+
+    script = f"""
+local nonce = string.format("%06x", {random.randrange(1 << 24)})
+local n_threads = 0
+function setup(thread)
+  thread:set("tid", n_threads)
+  n_threads = n_threads + 1
+end
+local counter = 0
+local headers = {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer {token}"}}
+local alert_parts = {{{", ".join(lua(p) for p in parts)}}}
+function request()
+  counter = counter + 1
+  local id = nonce .. string.format("%02x%08x", tid, counter)
+  local alerts = {{}}
+  for i = 1, {alerts_per_body} do
+    local fp = id .. string.format("%02x", i)
+    alerts[i] = table.concat(alert_parts, fp)
+  end
+  local body = {body_expr}
+  return wrk.format("POST", nil, headers, body)
+end
+function done(summary, latency, requests)
+  local bad = summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout
+  io.write(string.format("{WRK_RESULT} %d %d %.3f %d %d %d\\n", summary.requests, bad, summary.duration / 1e6,
+    latency:percentile(50), latency:percentile(99), latency.max))
+end
+"""
+    path.write_text(script)
+
+
+@dataclass
+class WrkResult:
+    """What one wrk run measured."""
+
+    requests: int
+    errors: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+    max_ms: float
+
+    @property
+    def rps(self) -> float:
+        return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
+
+
+async def run_wrk(url: str, script: Path, *, seconds: float, connections: int, threads: int = 1) -> WrkResult:
+    """Run wrk against ``url`` (loopback only) for ``seconds``; it stops by itself."""
+    if not shutil.which("wrk"):
+        raise RuntimeError("wrk is not installed: `apt-get install wrk` (or scripts/install-system-deps.sh --bench)")
+    proc = await asyncio.create_subprocess_exec(
+        "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{seconds:.0f}s", "--timeout", "10s",
+        "-s", str(script), url,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=seconds + 60)
+    for line in out.decode().splitlines():
+        if line.startswith(WRK_RESULT):
+            req, bad, secs, p50, p99, mx = line.split()[1:]
+            return WrkResult(int(req), int(bad), float(secs), int(p50) / 1000, int(p99) / 1000, int(mx) / 1000)
+    raise RuntimeError(f"wrk printed no result:\n{out.decode()}")

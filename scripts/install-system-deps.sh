@@ -13,8 +13,22 @@
 # `throwaway_postgres` fixture always runs a private server and needs initdb, so the server binaries are
 # installed whenever they are missing (the packaged cluster is created but never started).
 #
-# Usage: sudo scripts/install-system-deps.sh        (Debian 12; run as root)
+# Optional, for the benchmarks only (the tests never need it), with --bench:
+#   wrk                      /usr/bin/wrk (HTTP load generator; bench/shipped.py drives bursts with it)
+#
+# Usage: sudo scripts/install-system-deps.sh [--bench]        (Debian 12; run as root)
 set -euo pipefail
+
+with_bench=0
+for arg in "$@"; do
+    case "$arg" in
+    --bench) with_bench=1 ;;
+    *)
+        printf 'usage: %s [--bench]\n' "$0" >&2
+        exit 2
+        ;;
+    esac
+done
 
 readonly PROG="install-system-deps"
 log() { printf '%s: %s\n' "$PROG" "$*"; }
@@ -54,6 +68,9 @@ listening() {
 }
 
 missing=()
+if [ "$with_bench" -eq 1 ]; then
+    executable_all /usr/bin/wrk || missing+=(wrk)
+fi
 executable_all /usr/bin/prometheus-alertmanager /usr/bin/amtool || missing+=(prometheus-alertmanager)
 executable_all /usr/bin/prometheus /usr/bin/promtool || missing+=(prometheus)
 if ! pg_bindir >/dev/null; then
@@ -64,7 +81,7 @@ if ! pg_bindir >/dev/null; then
 fi
 
 if [ "${#missing[@]}" -eq 0 ]; then
-    log "all present: alertmanager, amtool, prometheus, promtool, PostgreSQL binaries in $(pg_bindir)"
+    log "all present: alertmanager, amtool, prometheus, promtool, PostgreSQL binaries in $(pg_bindir)$([ "$with_bench" -eq 1 ] && echo ', wrk')"
     exit 0
 fi
 
@@ -109,6 +126,9 @@ apt_get install --reinstall --no-install-recommends "${missing[@]}"
 executable_all /usr/bin/prometheus-alertmanager /usr/bin/amtool || die "prometheus-alertmanager installed but its binaries are missing"
 executable_all /usr/bin/prometheus /usr/bin/promtool || die "prometheus installed but its binaries are missing"
 pg_bindir >/dev/null || die "postgresql installed but initdb/postgres are missing under /usr/lib/postgresql/*/bin"
+if [ "$with_bench" -eq 1 ]; then
+    executable_all /usr/bin/wrk || die "wrk installed but /usr/bin/wrk is missing"
+fi
 
 # Under systemd, packages enable their units for the next boot: undo that for what we installed
 # (each package's unit has the package's name).

@@ -39,7 +39,7 @@ def test_route_test(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0
     out = capsys.readouterr().out
     assert "rule model-latency" in out
-    assert "receivers: file" in out
+    assert "receivers: file, slack (disabled), console" in out
     assert "runbook: scale-up-model-api" in out
 
 

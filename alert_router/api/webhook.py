@@ -12,6 +12,7 @@ import time
 import structlog
 from aiohttp import web
 
+from alert_router import priority
 from alert_router.api.auth import Credentials
 from alert_router.appkeys import RUNTIME
 from alert_router.config import AuthConfig
@@ -85,7 +86,8 @@ async def webhook(request: web.Request) -> web.Response:
             if beats == len(payload.alerts):  # nothing else in it: recorded, nothing to queue
                 rt.metrics.webhooks.labels("heartbeat").inc()
                 return web.json_response({"status": "accepted", "heartbeat": True, "alerts": beats})
-        inbox_id = await rt.store.enqueue(body, payload.group_key, received_at)
+        urgency = priority.of_labels(a.labels for a in payload.alerts)
+        inbox_id = await rt.store.enqueue(body, payload.group_key, received_at, urgency)
     except StoreUnavailable as exc:
         rt.metrics.webhooks.labels("store_unavailable").inc()
         log.error("webhook not stored: store unavailable; answering 503 so Alertmanager retries", error=str(exc))

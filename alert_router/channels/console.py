@@ -20,6 +20,9 @@ class ConsoleConfig(ConfigModel):
 class ConsoleChannel:
     """Logs each notification at warning level (firing) or info level (resolved)."""
 
+    digests = False
+    """A record of every notification, never coalesced into storm digests."""
+
     def __init__(self, receiver: str, annotations: bool) -> None:
         self.receiver = receiver
         self.annotations = annotations

@@ -187,6 +187,8 @@ class Escalator:
         common_annotations = {k: v for k, v in annotations[0].items() if all(a.get(k) == v for a in annotations)}
         items = []
         for receiver in policy.receivers:
+            if not self.config.delivers_to(receiver):
+                continue
             payload = {
                 "receiver": receiver,
                 "rule": rule,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from urllib.parse import quote, urlsplit
 
 from alert_router.enrich.logql import escape_string
@@ -32,6 +33,7 @@ def safe_http_url(url: str) -> str:
     return url.strip()
 
 
+@lru_cache(maxsize=64)
 def _base(url: str) -> str:
     return safe_http_url(url).rstrip("/")
 
@@ -63,11 +65,19 @@ def alertmanager_silence_url(alertmanager_url: str, labels: Mapping[str, str]) -
 
 
 def alertmanager_urls(alertmanager_url: str, labels: Mapping[str, str]) -> tuple[str, str]:
-    """Both Alertmanager links for one alert (alert list, new silence), quoting the filter once."""
+    """Both Alertmanager links for one alert (alert list, new silence), quoting the filter once.
+
+    Remembered for recent label sets: every receiver of a group renders the same alerts.
+    """
+    return _alertmanager_urls(alertmanager_url, tuple(labels.items()))
+
+
+@lru_cache(maxsize=4096)
+def _alertmanager_urls(alertmanager_url: str, labels: tuple[tuple[str, str], ...]) -> tuple[str, str]:
     base = _base(alertmanager_url)
     if not base:
         return "", ""
-    q = quote(alert_filter(labels), safe="")
+    q = quote(alert_filter(dict(labels)), safe="")
     return f"{base}/#/alerts?filter={q}", f"{base}/#/silences/new?filter={q}"
 
 

@@ -16,6 +16,7 @@ import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -27,10 +28,20 @@ from alert_router.config import Config
 from alert_router.errors import FailureReason, StoreUnavailable
 from alert_router.metrics import Metrics
 from alert_router.models import Notification
-from alert_router.pipeline.throttle import Deferred, StormControl, Throttle
+from alert_router.pipeline.throttle import Deferred, Digest, StormControl, Throttle, WaitUntil
 from alert_router.store.base import NewOutboxItem, OutboxItem, Store
 
 log = structlog.get_logger("alert_router.deliver")
+
+
+@dataclass
+class DigestOutcome:
+    """What the last storm round of a deliverer did (for tests and logs)."""
+
+    items: int
+    messages: int
+    alerts: int
+    ok: bool
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -68,7 +79,8 @@ class Deliverer:
         self.enrich: Callable[[Notification], Awaitable[None]] | None = None
         # Token buckets per destination and storm digests (alert_router.pipeline.throttle).
         self.throttle = Throttle(config.receivers, max_wait=config.settings.delivery.lease / 3)
-        self.storm = StormControl(config)
+        self.storm = StormControl(config, store, self.throttle, owner)
+        self.last_digest: DigestOutcome | None = None
 
     async def attempt(
         self, channel: Channel, notification: Notification, previous: MessageRef | None
@@ -91,8 +103,20 @@ class Deliverer:
     async def send_with_retries(
         self, channel: Channel, notification: Notification, previous: MessageRef | None
     ) -> MessageRef | None:
-        """Send, retrying retryable failures within ``delivery.retry_for``."""
+        """Send, retrying retryable failures within ``delivery.retry_for``.
+
+        Most sends succeed at once, so the first attempt is made without the retry machinery (setting it up
+        costs more than writing a notification to a file); its failure, if retryable, is replayed as the
+        first attempt of the retry loop, whose budget counts from the first attempt.
+        """
         cfg = self.config.settings.delivery
+        started = time.monotonic()
+        try:
+            return await self.attempt(channel, notification, previous)
+        except ChannelError as exc:
+            if not exc.retryable:
+                raise
+            replay = [exc]
 
         def count_failure(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
@@ -109,12 +133,14 @@ class Deliverer:
 
         async for attempt in AsyncRetrying(
             retry=retry_if_exception(_retryable),
-            stop=stop_after_delay(cfg.retry_for),
+            stop=stop_after_delay(max(0.0, cfg.retry_for - (time.monotonic() - started))),
             wait=backoff_wait(),
             before_sleep=count_failure,
             reraise=True,
         ):
             with attempt:
+                if replay:
+                    raise replay.pop()
                 return await self.attempt(channel, notification, previous)
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -135,8 +161,13 @@ class Deliverer:
             self.metrics.notifications.labels(item.dest, "skipped").inc()
             await self.store.finish_outbox(item, self.owner, ok=True, now=now(), error="skipped: receiver disabled")
             return
-        if await self.storm.maybe_digest(self, item, channel):
-            return
+        async with self.storm.decide(item, channel) as decision:
+            if isinstance(decision, WaitUntil):
+                await self.store.retry_outbox(item, self.owner, decision.not_before, decision.reason, now())
+                return
+            if isinstance(decision, Digest):
+                await self._digest(channel, decision)
+                return
         previous = await self.store.message_ref(item.dest, item.group_key)
         if self.enrich is not None:
             await self.enrich(notification)
@@ -176,18 +207,19 @@ class Deliverer:
         else:
             log.warning("lease lost after delivery; another worker may repeat it", outbox_id=item.id)
 
+    def _fallback(self, item: OutboxItem, exc: ChannelError) -> list[NewOutboxItem]:
+        """The item for the receiver's ``fallback`` after a permanent failure (none for a fallback's own item)."""
+        spec = self.config.receivers.get(item.dest)
+        if spec is None or not spec.fallback or item.payload.get("extra", {}).get("fallback_from"):
+            return []
+        extra = {**item.payload.get("extra", {}), "fallback_from": item.dest,
+                 "fallback_reason": f"{exc.reason.value}: {exc}"}
+        payload = {**item.payload, "receiver": spec.fallback, "extra": extra}
+        return [NewOutboxItem("notify", spec.fallback, item.group_key, payload, priority=item.priority)]
+
     async def _fail(self, item: OutboxItem, notification: Notification, exc: ChannelError) -> None:
         spec = self.config.receivers.get(item.dest)
-        follow_ups = []
-        if spec is not None and spec.fallback and not item.payload.get("extra", {}).get("fallback_from"):
-            payload = dict(item.payload)
-            payload["receiver"] = spec.fallback
-            payload["extra"] = {
-                **payload.get("extra", {}),
-                "fallback_from": item.dest,
-                "fallback_reason": f"{exc.reason.value}: {exc}",
-            }
-            follow_ups.append(NewOutboxItem("notify", spec.fallback, item.group_key, payload))
+        follow_ups = self._fallback(item, exc)
         log.error(
             "delivery failed permanently",
             receiver=item.dest,
@@ -213,6 +245,64 @@ class Deliverer:
             log.error("could not audit a failed delivery", outbox_id=item.id, error=str(err))
         if follow_ups:
             self.wake.set()
+
+    async def _digest(self, channel: Channel, digest: Digest) -> None:
+        """Send a storm round's digest messages; finish all its items together, or put them all back."""
+        items, dest = digest.items, digest.items[0].dest
+        cfg = self.config.settings.delivery
+        total = sum(len(d.alerts) for d in digest.messages)
+        log.warning("alert storm: coalescing pending notifications into digests", receiver=dest,
+                    backlog=digest.backlog, notifications=len(items), alerts=total, messages=len(digest.messages))
+        ids = [i.id for i in items]
+        renewed = time.time()
+        outcome = DigestOutcome(len(items), len(digest.messages), total, False)
+        try:
+            for message in digest.messages:
+                if time.time() - renewed > cfg.lease / 3:  # a message may wait for its token: keep the items
+                    renewed = time.time()
+                    await self.store.extend_lease("outbox", ids, self.owner, renewed + cfg.lease)
+                await self.send_with_retries(channel, message, None)
+                if message.extra.get("template_errors"):
+                    self.metrics.delivery_failures.labels(dest, FailureReason.TEMPLATE.value).inc()
+        except Deferred as exc:
+            await self._release(items, exc.delay, str(exc))
+            self.last_digest = outcome
+            return
+        except ChannelError as exc:
+            self.metrics.delivery_failures.labels(dest, exc.reason.value).inc()
+            oldest = min(i.created_at for i in items)
+            if exc.retryable and time.time() - oldest < cfg.give_up_after:
+                delay = max(exc.retry_after or 0.0, 5.0 * random.uniform(0.8, 1.2))
+                log.warning("digest postponed", receiver=dest, notifications=len(items), error=str(exc),
+                            retry_in=delay)
+                await self._release(items, delay, f"{exc.reason.value}: {exc}")
+                self.last_digest = outcome
+                return
+            follow_ups = [f for i in items for f in self._fallback(i, exc)]
+            spec = self.config.receivers.get(dest)
+            log.error("digest delivery failed permanently", receiver=dest, notifications=len(items),
+                      reason=exc.reason.value, error=str(exc), fallback=spec.fallback if spec else None)
+            self.metrics.notifications.labels(dest, "failed").inc(len(items))
+            await self.store.finish_outbox_many(items, self.owner, ok=False, now=time.time(),
+                                                error=f"{exc.reason.value}: {exc}", follow_ups=follow_ups)
+            if follow_ups:
+                self.wake.set()
+            self.last_digest = outcome
+            return
+        refreshes = await self.storm.refreshes(items, channel)
+        ok = await self.store.finish_outbox_many(items, self.owner, ok=True, now=time.time(), follow_ups=refreshes)
+        if ok:
+            self.metrics.notifications.labels(dest, "digested").inc(len(items))
+            if refreshes:
+                self.wake.set()
+        else:
+            log.warning("lease lost after a digest; another worker may repeat it", receiver=dest)
+        self.last_digest = DigestOutcome(len(items), len(digest.messages), total, ok)
+
+    async def _release(self, items: list[OutboxItem], delay: float, error: str) -> None:
+        now = time.time()
+        for i in items:
+            await self.store.retry_outbox(i, self.owner, now + delay, error, now)
 
     async def _guarded(self, item: OutboxItem, sem: asyncio.Semaphore) -> None:
         self.metrics.deliveries_in_flight.inc()

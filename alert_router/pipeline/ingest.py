@@ -12,14 +12,16 @@ import contextlib
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
+from alert_router import priority
 from alert_router.config import Config
 from alert_router.deadman import DeadmanSwitch
 from alert_router.errors import PayloadError, StoreUnavailable
 from alert_router.metrics import Metrics
-from alert_router.models import WebhookPayload, parse_payload
+from alert_router.models import Alert, WebhookPayload, parse_payload
 from alert_router.pipeline.dedup import Observation
 from alert_router.pipeline.route import route_group
 from alert_router.remediation.plan import runbook_items
@@ -37,7 +39,10 @@ def observe(payload: WebhookPayload) -> list[ObservedAlert]:
 
 
 def planner(config: Config, payload: WebhookPayload, received_at: float, metrics: Metrics | None = None) -> Planner:
-    """Return the pure function that turns the changed fingerprints into outbox items."""
+    """Return the pure function that turns the changed fingerprints into outbox items.
+
+    Receivers that are switched off (``enabled: false``) get nothing: no item, no work.
+    """
 
     def plan(changed: frozenset[str]) -> Sequence[NewOutboxItem]:
         if not changed:
@@ -46,8 +51,19 @@ def planner(config: Config, payload: WebhookPayload, received_at: float, metrics
         routed = {a.fingerprint for gr in routes for a in gr.alerts}
         if metrics is not None:
             metrics.alerts_unrouted.inc(len(changed - routed))
+        wires: dict[int, dict[str, Any]] = {}  # each alert rendered once, whatever the receivers
+
+        def wire(a: Alert) -> dict[str, Any]:
+            w = wires.get(id(a))
+            if w is None:
+                w = wires[id(a)] = a.wire()
+            return w
+
         items: list[NewOutboxItem] = []
+        received = datetime.fromtimestamp(received_at, UTC).isoformat()
         for gr in routes:
+            if not config.delivers_to(gr.receiver):
+                continue
             group_changed = [a.fingerprint for a in gr.alerts if a.fingerprint in changed]
             if not group_changed:
                 continue
@@ -57,16 +73,17 @@ def planner(config: Config, payload: WebhookPayload, received_at: float, metrics
                 "rule": gr.rule,
                 "group_key": payload.group_key,
                 "status": status,
-                "alerts": [a.wire() for a in gr.alerts],
+                "alerts": [wire(a) for a in gr.alerts],
                 "changed": group_changed,
                 "group_labels": payload.group_labels,
                 "common_labels": payload.common_labels,
                 "common_annotations": payload.common_annotations,
                 "external_url": payload.external_url,
                 "truncated_alerts": payload.truncated_alerts,
-                "received_at": datetime.fromtimestamp(received_at, UTC).isoformat(),
+                "received_at": received,
             }
-            items.append(NewOutboxItem("notify", gr.receiver, payload.group_key, payload_json))
+            prio = priority.of_labels(a.labels for a in gr.alerts)
+            items.append(NewOutboxItem("notify", gr.receiver, payload.group_key, payload_json, priority=prio))
         items.extend(runbook_items(config, payload, changed, received_at))
         return items
 
@@ -130,7 +147,13 @@ class Ingestor:
         return result.committed
 
     async def run_once(self, limit: int = 64) -> int:
-        """Claim and process one batch; return how many were claimed."""
+        """Claim and process one batch, one body after the other; return how many were claimed.
+
+        One after the other, not side by side: committing a batch's bodies together measured slower both
+        for accepting webhooks and end to end (``bench/shipped.py``: 0.14 against 0.29 of bare aiohttp, and
+        1,159 against 1,412 alerts/s), the planning of 64 bodies at once holding the interpreter from the
+        webhooks and the deliveries.
+        """
         cfg = self.config.settings.ingest
         items = await self.store.claim_inbox(self.owner, limit, cfg.lease, time.time())
         for item in items:

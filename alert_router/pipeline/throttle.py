@@ -16,6 +16,10 @@ per destination; items claimed meanwhile go back for the next round), and they g
 channel's ``digest_capacity`` bounds the alerts per message. The swept items are marked done together,
 only after every digest message was confirmed; a failure puts them all back (or, if permanent, sends
 each to the receiver's fallback). Nothing is dropped and pending work stays in the store across restarts.
+Receivers that keep a record of every notification (``file``, ``console``) are never digested.
+
+This module decides; :mod:`alert_router.pipeline.deliver` acts. :meth:`StormControl.decide` returns
+send now, wait until, or digest these, and the deliverer carries it out.
 With them, on channels that edit a group's message in place (``edits_in_place``: Slack, Telegram),
 each swept group that has such a message gets one update of it to its latest state (``REFRESH_DELAY``
 later), which is never digested itself.
@@ -24,9 +28,9 @@ later), which is never digested itself.
 from __future__ import annotations
 
 import asyncio
-import random
+import contextlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -34,7 +38,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import structlog
 from pydantic import Field
 
-from alert_router.channels.base import Channel, ChannelError, RateLimit
+from alert_router.channels.base import Channel, RateLimit
 from alert_router.configbase import ConfigModel
 from alert_router.models import Alert, Notification
 from alert_router.render.context import SEVERITY_ORDER
@@ -42,7 +46,6 @@ from alert_router.store.base import NewOutboxItem, OutboxItem
 
 if TYPE_CHECKING:
     from alert_router.config import Config, ReceiverSpec
-    from alert_router.pipeline.deliver import Deliverer
 
 log = structlog.get_logger("alert_router.throttle")
 
@@ -61,7 +64,7 @@ def is_refresh(item: OutboxItem) -> bool:
 class DigestStore(Protocol):
     """What storm control needs from a store beyond :class:`~alert_router.store.base.Store`.
 
-    Optional: a store without these methods simply never coalesces (``SQLiteStore`` has them).
+    Optional: a store without these methods simply never coalesces (both stores have them).
     """
 
     async def backlog(self, kind: str, dest: str) -> int:
@@ -82,20 +85,8 @@ class DigestStore(Protocol):
         """
         ...
 
-    async def finish_outbox_many(
-        self,
-        items: Sequence[OutboxItem],
-        owner: str,
-        *,
-        ok: bool,
-        now: float,
-        error: str | None = None,
-        follow_ups: Sequence[NewOutboxItem] = (),
-    ) -> bool:
-        """Record one outcome (and follow-up work) for all ``items`` in one transaction.
-
-        Changes nothing and returns ``False`` when the lease of any of them was lost.
-        """
+    async def retry_outbox(self, item: OutboxItem, owner: str, not_before: float, error: str, now: float) -> bool:
+        """Release a claimed item to be tried again at ``not_before``."""
         ...
 
 
@@ -300,24 +291,48 @@ def coalesce(items: Sequence[OutboxItem], dest: str, capacity: int) -> list[Noti
     return out
 
 
-@dataclass
-class DigestOutcome:
-    """What one digest round did (for tests and logs)."""
+@dataclass(frozen=True, slots=True)
+class SendNow:
+    """Deliver the item on its own, now."""
 
-    items: int
-    messages: int
-    alerts: int
-    ok: bool
+
+@dataclass(frozen=True, slots=True)
+class WaitUntil:
+    """Put the item back in the store until ``not_before`` (waiting is not a failure)."""
+
+    not_before: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    """Deliver ``items`` (the item and the backlog swept with it, all leased) as ``messages``, all or nothing."""
+
+    items: list[OutboxItem]
+    messages: list[Notification]
+    backlog: int
+
+
+Decision = SendNow | WaitUntil | Digest
+"""What storm control decided for one claimed item; the deliverer acts on it."""
 
 
 class StormControl:
-    """Decides when a destination is in a storm and delivers its backlog as digests."""
+    """Decides whether a destination is in a storm, and what its claimed items become then.
 
-    def __init__(self, config: Config) -> None:
+    It reads and claims in the store, never sends: :meth:`decide` returns a :data:`Decision` and the
+    delivery stage carries it out (and, after a confirmed digest, enqueues :meth:`refreshes`).
+    Channels that keep a record of every notification rather than talk to people (``digests = False``:
+    ``file``, ``console``) are never digested.
+    """
+
+    def __init__(self, config: Config, store: object, throttle: Throttle, owner: str) -> None:
         self.config = config
         storm = getattr(config.settings.delivery, "storm", None)
         self.settings = storm if isinstance(storm, StormConfig) else StormConfig()
-        self.last: DigestOutcome | None = None
+        self.store = store if isinstance(store, DigestStore) else None
+        self.throttle = throttle
+        self.owner = owner
         self._active: set[str] = set()  # destinations with a digest round in progress in this process
 
     def threshold(self, dest: str) -> int:
@@ -326,163 +341,72 @@ class StormControl:
         own = getattr(spec, "storm_threshold", None) if spec is not None else None
         return int(own) if own is not None else self.settings.threshold
 
-    async def maybe_digest(self, deliverer: Deliverer, item: OutboxItem, channel: Channel) -> bool:
-        """Deliver ``item`` and the rest of its destination's backlog as digests if it is a storm.
+    @contextlib.asynccontextmanager
+    async def decide(self, item: OutboxItem, channel: Channel) -> AsyncIterator[Decision]:
+        """Decide what ``item`` becomes; a :class:`Digest` round holds its destination until the block ends.
 
-        Returns ``False`` (and does nothing) when there is no storm, so the caller delivers ``item`` normally.
+        No storm (or a refresh after a digest, which edits one group's own message): :class:`SendNow`.
+        A storm while another round of this process sweeps the destination: :class:`WaitUntil` the next
+        one. Otherwise, once the destination could take a message (so that the digest holds everything
+        that arrived meanwhile), the unclaimed backlog is swept up with ``item``: :class:`Digest`.
         """
+        store = self.store
         threshold = self.threshold(item.dest)
-        store = deliverer.store
-        if threshold <= 0 or not isinstance(store, DigestStore) or is_refresh(item):
-            return False  # a refresh after a digest is an edit of one group's own message: never digested
+        if store is None or threshold <= 0 or is_refresh(item) or not getattr(channel, "digests", True):
+            yield SendNow()
+            return
         backlog = await store.backlog("notify", item.dest)
         if backlog < threshold:
-            return False
-        cfg = deliverer.config.settings.delivery
+            yield SendNow()
+            return
         if item.dest in self._active:
-            # Another round is sweeping this destination: the item waits for the next one (not a failure).
-            now = time.time()
-            await store.retry_outbox(item, deliverer.owner, now + 1.0, "storm: waiting for the next digest", now)
-            return True
+            yield WaitUntil(time.time() + 1.0, "storm: waiting for the next digest")
+            return
         self._active.add(item.dest)
         try:
-            # Sweep only once the destination can take a message: the digest then holds everything
-            # that arrived while we waited.
-            wait = deliverer.throttle.delay(channel)
+            wait = self.throttle.delay(channel)
             if wait > 0:
-                await asyncio.sleep(min(wait, deliverer.throttle.max_wait))
-            swept: list[OutboxItem] = await store.claim_dest(
-                "notify", item.dest, deliverer.owner, self.settings.max_items - 1, cfg.lease, time.time(), item.id
+                await asyncio.sleep(min(wait, self.throttle.max_wait))
+            lease = self.config.settings.delivery.lease
+            swept = await store.claim_dest(
+                "notify", item.dest, self.owner, self.settings.max_items - 1, lease, time.time(), item.id
             )
-            refreshes = [i for i in swept if is_refresh(i)]
-            for r in refreshes:  # back, after the storm: they go out on their own, as edits
-                now = time.time()
-                await store.retry_outbox(r, deliverer.owner, now + REFRESH_DELAY, "storm: refresh waits", now)
+            now = time.time()
+            for r in (i for i in swept if is_refresh(i)):  # back, after the storm: they go out on their own
+                await store.retry_outbox(r, self.owner, now + REFRESH_DELAY, "storm: refresh waits", now)
             others = [i for i in swept if not is_refresh(i)]
             if not others:
-                return False
-            await self._round(deliverer, channel, item, others, backlog)
+                yield SendNow()
+                return
+            items = [item, *others]
+            capacity = int(getattr(channel, "digest_capacity", DEFAULT_DIGEST_CAPACITY))
+            yield Digest(items, coalesce(items, item.dest, capacity), backlog)
         finally:
             self._active.discard(item.dest)
-        return True
 
-    async def _round(
-        self, deliverer: Deliverer, channel: Channel, item: OutboxItem, others: list[OutboxItem], backlog: int
-    ) -> None:
-        items = [item, *others]
-        capacity = int(getattr(channel, "digest_capacity", DEFAULT_DIGEST_CAPACITY))
-        digests = coalesce(items, item.dest, capacity)
-        total = sum(len(d.alerts) for d in digests)
-        log.warning(
-            "alert storm: coalescing pending notifications into digests",
-            receiver=item.dest,
-            backlog=backlog,
-            notifications=len(items),
-            alerts=total,
-            messages=len(digests),
-        )
-        await self._deliver(deliverer, channel, items, digests)
-
-    async def _deliver(
-        self, deliverer: Deliverer, channel: Channel, items: list[OutboxItem], digests: list[Notification]
-    ) -> None:
-        store = deliverer.store
-        assert isinstance(store, DigestStore)
-        dest = items[0].dest
-        ids = [i.id for i in items]
-        lease = deliverer.config.settings.delivery.lease
-        total = sum(len(d.alerts) for d in digests)
-        try:
-            for digest in digests:
-                await store.extend_lease("outbox", ids, deliverer.owner, time.time() + lease)
-                await deliverer.send_with_retries(channel, digest, None)
-                if digest.extra.get("template_errors"):
-                    deliverer.metrics.delivery_failures.labels(dest, "template").inc()
-        except Deferred as exc:
-            await self._release(deliverer, items, exc.delay, str(exc))
-            self.last = DigestOutcome(len(items), len(digests), total, False)
-            return
-        except ChannelError as exc:
-            deliverer.metrics.delivery_failures.labels(dest, exc.reason.value).inc()
-            oldest = min(i.created_at for i in items)
-            if exc.retryable and time.time() - oldest < deliverer.config.settings.delivery.give_up_after:
-                delay = max(exc.retry_after or 0.0, 5.0 * random.uniform(0.8, 1.2))
-                log.warning(
-                    "digest postponed", receiver=dest, notifications=len(items), error=str(exc), retry_in=delay
-                )
-                await self._release(deliverer, items, delay, f"{exc.reason.value}: {exc}")
-                self.last = DigestOutcome(len(items), len(digests), total, False)
-                return
-            spec = deliverer.config.receivers.get(dest)
-            follow_ups: list[NewOutboxItem] = []
-            if spec is not None and spec.fallback:
-                for i in items:
-                    if i.payload.get("extra", {}).get("fallback_from"):
-                        continue
-                    payload = {
-                        **i.payload,
-                        "receiver": spec.fallback,
-                        "extra": {
-                            **i.payload.get("extra", {}),
-                            "fallback_from": dest,
-                            "fallback_reason": f"{exc.reason.value}: {exc}",
-                        },
-                    }
-                    follow_ups.append(NewOutboxItem("notify", spec.fallback, i.group_key, payload))
-            log.error(
-                "digest delivery failed permanently",
-                receiver=dest,
-                notifications=len(items),
-                reason=exc.reason.value,
-                error=str(exc),
-                fallback=spec.fallback if spec else None,
-            )
-            deliverer.metrics.notifications.labels(dest, "failed").inc(len(items))
-            await store.finish_outbox_many(
-                items, deliverer.owner, ok=False, now=time.time(), error=f"{exc.reason.value}: {exc}",
-                follow_ups=follow_ups,
-            )
-            if follow_ups:
-                deliverer.wake.set()
-            self.last = DigestOutcome(len(items), len(digests), total, False)
-            return
-        refreshes = await self._refreshes(store, items) if getattr(channel, "edits_in_place", False) else []
-        ok = await store.finish_outbox_many(items, deliverer.owner, ok=True, now=time.time(), follow_ups=refreshes)
-        if ok:
-            deliverer.metrics.notifications.labels(dest, "digested").inc(len(items))
-            if refreshes:
-                deliverer.wake.set()
-        else:
-            log.warning("lease lost after a digest; another worker may repeat it", receiver=dest)
-        self.last = DigestOutcome(len(items), len(digests), total, ok)
-
-    @staticmethod
-    async def _refreshes(store: DigestStore, items: Sequence[OutboxItem]) -> list[NewOutboxItem]:
-        """One update per swept group that has a living message, carrying the group's latest state.
+    async def refreshes(self, items: Sequence[OutboxItem], channel: Channel) -> list[NewOutboxItem]:
+        """After a confirmed digest: one update per swept group that has a living message, to its latest state.
 
         The digest told the channel what happened, but each group's own message (a Slack message or a
         Telegram message that is edited in place) would otherwise keep showing the state before the storm,
         say FIRING for an alert that resolved inside the digest, until the group changes again. These
         items wait ``REFRESH_DELAY`` (a storm often brings the next change within it) and then go out
         one by one as edits, taking tokens from the destination's bucket like any message; they are never
-        swept into a digest, so a digest round cannot feed on its own refreshes.
+        swept into a digest, so a digest round cannot feed on its own refreshes. Channels that do not edit
+        in place get none.
         """
+        if self.store is None or not items or not getattr(channel, "edits_in_place", False):
+            return []
         due = time.time() + REFRESH_DELAY
         latest: dict[str, OutboxItem] = {}
         for i in sorted(items, key=lambda i: i.id):
             latest[i.group_key] = i
         dest = items[0].dest
-        living = await store.message_groups(dest, sorted(latest))
+        living = await self.store.message_groups(dest, sorted(latest))
         out = []
         for group_key in sorted(living):
             i = latest[group_key]
             extra = {**i.payload.get("extra", {}), REFRESH: True}
             payload = {**i.payload, "extra": extra}
-            out.append(NewOutboxItem("notify", dest, group_key, payload, not_before=due))
+            out.append(NewOutboxItem("notify", dest, group_key, payload, not_before=due, priority=i.priority))
         return out
-
-    @staticmethod
-    async def _release(deliverer: Deliverer, items: Sequence[OutboxItem], delay: float, error: str) -> None:
-        now = time.time()
-        for i in items:
-            await deliverer.store.retry_outbox(i, deliverer.owner, now + delay, error, now)

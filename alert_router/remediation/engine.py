@@ -34,6 +34,7 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +50,7 @@ from alert_router.remediation.actions import REGISTRY, ActionParams, StepContext
 from alert_router.remediation.actions.base import run_step
 from alert_router.remediation.evidence import gather_with
 from alert_router.remediation.kube import KubeClient, KubeSession
+from alert_router.remediation.plan import triggers
 from alert_router.remediation.runbook import Runbook
 from alert_router.remediation.runs import (
     Admission,
@@ -96,6 +98,31 @@ class NotAuthorized(RemediationError):
 
 class ApprovalExpired(RemediationError):
     """The approval window of the run has passed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """What the checks before the store decided about one trigger.
+
+    ``not_applicable`` (a reason): the runbook's ``match`` or ``when`` does not accept the alert;
+    ``refusal``: a guard that needs no history refused it (target, allowed namespaces); neither: the
+    store decides (lock, cooldown, ``max_runs``) on ``target``.
+    """
+
+    runbook: Runbook
+    target: Target | None = None
+    not_applicable: str | None = None
+    refusal: Refusal | None = None
+
+    def same_decision(self) -> tuple[Any, ...] | None:
+        """Triggers with equal keys in one batch get the same decision (``None``: decided one by one)."""
+        if self.not_applicable is not None:
+            return ("not_applicable", self.runbook.name, self.not_applicable)
+        if self.target is None:
+            return None  # a run per alert: nothing in common with another trigger
+        if self.refusal is not None:
+            return ("refused", self.runbook.name, self.target.key, self.refusal.guard, self.refusal.reason)
+        return ("admission", self.runbook.name, self.target.key)
 
 
 class RemediationMetrics:
@@ -198,20 +225,97 @@ class RemediationEngine:
 
     # -- triggers ---------------------------------------------------------------------------------
 
-    async def handle_item(self, item: OutboxItem) -> None:
-        """Process one claimed ``runbook`` outbox item and finish it."""
-        runbook = self.config.runbooks.get(item.dest)
-        alert = item.payload.get("alert") or {}
-        if alert.get("status") == "resolved":
-            self.alert_resolved(str(alert.get("fingerprint", "")))
-            await self.store.finish_outbox(item, self.owner, ok=True, now=time.time())
-            return
-        if runbook is None:
-            log.error("runbook no longer configured; trigger dropped", runbook=item.dest, outbox_id=item.id)
-            await self.store.finish_outbox(item, self.owner, ok=False, now=time.time(), error="runbook not configured")
-            return
-        await self.trigger(runbook, item.payload, requested_by="alert", trigger=f"outbox:{item.id}")
-        await self.store.finish_outbox(item, self.owner, ok=True, now=time.time())
+    async def handle_items(self, items: Sequence[OutboxItem]) -> None:
+        """Process a batch of claimed ``runbook`` items (each holds the triggers of one webhook body) and finish them.
+
+        Triggers that the checks send the same way (one runbook, and the same target to admit, the same
+        refusal of a guard, or the same reason not to apply) share one decision. The first is handled on
+        its own: a run, or a skipped run, with its audit records and reports. The others are recorded
+        together, in one audit record (``skipped`` or ``not_applicable``) that says how many triggers,
+        which alerts (``fingerprints``) and why (the guard and reason; for triggers behind an admitted
+        run, the ``lock`` it holds), committed with the batch's outbox items in one transaction; they get
+        no run and no report of their own. So a storm of alerts for one target costs one run and one
+        record per batch, however many alerts it brings.
+        """
+        done: list[OutboxItem] = []
+        unknown: list[OutboxItem] = []
+        alone: list[tuple[str, dict[str, Any], Runbook]] = []
+        groups: dict[tuple[Any, ...], list[tuple[str, dict[str, Any], Check]]] = {}
+        for item in items:
+            runbook = self.config.runbooks.get(item.dest)
+            if runbook is None:
+                log.error("runbook no longer configured; trigger dropped", runbook=item.dest, outbox_id=item.id)
+                unknown.append(item)
+                continue
+            done.append(item)
+            for key, payload in triggers(item):
+                alert = payload.get("alert") or {}
+                if alert.get("status") == "resolved":
+                    self.alert_resolved(str(alert.get("fingerprint", "")))
+                    continue
+                checked = self.check(runbook, payload)
+                same = checked.same_decision()
+                if same is None:
+                    alone.append((key, payload, runbook))
+                else:
+                    groups.setdefault(same, []).append((key, payload, checked))
+        for key, payload, runbook in alone:
+            await self.trigger(runbook, payload, requested_by="alert", trigger=key)
+        audit: list[AuditEntry] = []
+        for members in groups.values():
+            (key, payload, checked), rest = members[0], members[1:]
+            record = await self.trigger(checked.runbook, payload, requested_by="alert", trigger=key)
+            if not rest:
+                continue
+            entry = self._shared_record(checked, record, key, payload, [p for _, p, _ in rest])
+            if entry is None:  # the first one's outcome says nothing about the others
+                for k, p, c in rest:
+                    await self.trigger(c.runbook, p, requested_by="alert", trigger=k)
+                continue
+            audit.append(entry)
+            self.metrics.runs.labels(checked.runbook.name, entry.event).inc(len(rest))
+            log.info("runbook triggers decided together", runbook=checked.runbook.name, triggers=len(rest),
+                     record=entry.event, reason=entry.data.get("reason"))
+        if unknown:
+            await self.store.finish_outbox_many(unknown, self.owner, ok=False, now=time.time(),
+                                                error="runbook not configured")
+        if done or audit:
+            await self.store.finish_outbox_many(done, self.owner, ok=True, now=time.time(), audit=audit)
+
+    @staticmethod
+    def _shared_record(
+        checked: Check, first: RunRecord | None, first_key: str, first_payload: Mapping[str, Any],
+        rest: Sequence[Mapping[str, Any]],
+    ) -> AuditEntry | None:
+        """The one audit record for the triggers that share ``first``'s decision, or ``None`` if they do not."""
+        alerts = [p.get("alert") or {} for p in rest]
+        data: dict[str, Any] = {
+            "count": len(rest),
+            "fingerprints": [str(a.get("fingerprint", "")) for a in alerts],
+            "alertnames": sorted({str((a.get("labels") or {}).get("alertname", "")) for a in alerts}),
+            "rule": first_payload.get("rule"),
+            "decided_with": first_key,
+        }
+        name = checked.runbook.name
+        target = checked.target.key if checked.target else None
+        if checked.not_applicable is not None:
+            return AuditEntry("not_applicable", {**data, "reason": checked.not_applicable}, runbook=name)
+        if first is None and checked.refusal is None and checked.runbook.when_uses_evidence:
+            # The first trigger's `when` read the target's evidence and was false: the same target, moments later.
+            reason = f"when: {checked.runbook.when} is false (with the evidence gathered for {first_key})"
+            return AuditEntry("not_applicable", {**data, "reason": reason}, runbook=name, target=target)
+        refusal = checked.refusal
+        if refusal is None and first is not None:
+            if first.status in (RUNNING, PENDING):
+                refusal = Refusal("lock", f"run #{first.id} on the same target is still {first.status}",
+                                  {"run_id": first.id})
+            elif first.status == RunStatus.SKIPPED.value and isinstance(first.data.get("refusal"), dict):
+                stored = dict(first.data["refusal"])
+                refusal = Refusal(str(stored.pop("guard", "")), str(stored.pop("reason", "")), stored)
+        if refusal is None:
+            return None
+        return AuditEntry("skipped", {**data, "guard": refusal.guard, "reason": refusal.reason, **refusal.details},
+                          runbook=name, target=target)
 
     def alert_resolved(self, fingerprint: str) -> None:
         """Wake the ``wait_resolved`` steps of this process that wait for ``fingerprint``."""
@@ -257,6 +361,40 @@ class RemediationEngine:
         assert record is not None
         return record
 
+    def check(self, runbook: Runbook, payload: Mapping[str, Any], *, manual: bool = False) -> Check:
+        """What the checks before the store decide about one trigger (pure: match, when, target, namespaces)."""
+        alert = dict(payload.get("alert") or {})
+        labels = dict(alert.get("labels") or {})
+        variables = alert_variables(runbook.name, alert)
+        if not manual:
+            if not runbook.matches(labels):
+                return Check(runbook, not_applicable="the runbook's match does not accept the alert's labels")
+            if runbook.when and not runbook.when_uses_evidence:  # the rest is decided after the evidence
+                try:
+                    if not evaluate(runbook.when, variables):
+                        return Check(runbook, not_applicable=f"when: {runbook.when} is false")
+                except TemplateProblem as exc:
+                    return Check(runbook, refusal=Refusal("when", f"cannot evaluate when: {exc}"))
+        if runbook.target is None:
+            return Check(runbook)
+        spec = runbook.target
+        try:
+            namespace = render(spec.namespace, variables).strip()
+            name = render(spec.name, variables).strip()
+        except TemplateProblem as exc:
+            return Check(runbook, refusal=Refusal("target", f"cannot render the target: {exc}"))
+        target = Target(spec.kind, namespace, name)
+        why = namespace_problem(namespace) or name_problem(name)
+        if why:
+            return Check(runbook, target, refusal=Refusal("target", f"invalid target: {why}"))
+        allowed = runbook.guards.allowed_namespaces
+        if namespace not in allowed:
+            return Check(runbook, target, refusal=Refusal(
+                "allowed_namespaces", f"namespace {namespace!r} is not in {sorted(allowed)}",
+                {"namespace": namespace, "allowed": sorted(allowed)},
+            ))
+        return Check(runbook, target)
+
     async def trigger(
         self,
         runbook: Runbook,
@@ -270,43 +408,14 @@ class RemediationEngine:
         alert = dict(payload.get("alert") or {})
         labels = dict(alert.get("labels") or {})
         fingerprint = str(alert.get("fingerprint", ""))
-        variables = alert_variables(runbook.name, alert)
         base = {"fingerprint": fingerprint, "alertname": labels.get("alertname", ""), "rule": payload.get("rule")}
-        if not manual:
-            reason = None
-            if not runbook.matches(labels):
-                reason = "the runbook's match does not accept the alert's labels"
-            elif runbook.when and not runbook.when_uses_evidence:
-                try:
-                    if not evaluate(runbook.when, variables):
-                        reason = f"when: {runbook.when} is false"
-                except TemplateProblem as exc:
-                    return await self._refuse(runbook, payload, requested_by, trigger, None,
-                                              Refusal("when", f"cannot evaluate when: {exc}"))
-            if reason is not None:
-                await self._not_applicable(runbook, base, reason)
-                return None
-        target: Target | None = None
-        if runbook.target is not None:
-            spec = runbook.target
-            try:
-                namespace = render(spec.namespace, variables).strip()
-                name = render(spec.name, variables).strip()
-            except TemplateProblem as exc:
-                return await self._refuse(runbook, payload, requested_by, trigger, None,
-                                          Refusal("target", f"cannot render the target: {exc}"))
-            target = Target(spec.kind, namespace, name)
-            why = namespace_problem(namespace) or name_problem(name)
-            if why:
-                return await self._refuse(runbook, payload, requested_by, trigger, target,
-                                          Refusal("target", f"invalid target: {why}"))
-            allowed = runbook.guards.allowed_namespaces
-            if namespace not in allowed:
-                return await self._refuse(
-                    runbook, payload, requested_by, trigger, target,
-                    Refusal("allowed_namespaces", f"namespace {namespace!r} is not in {sorted(allowed)}",
-                            {"namespace": namespace, "allowed": sorted(allowed)}),
-                )
+        checked = self.check(runbook, payload, manual=manual)
+        if checked.not_applicable is not None:
+            await self._not_applicable(runbook, base, checked.not_applicable)
+            return None
+        target = checked.target
+        if checked.refusal is not None:
+            return await self._refuse(runbook, payload, requested_by, trigger, target, checked.refusal)
         evidence: dict[str, Any] | None = None
         if target is not None and runbook.wants_evidence:
             evidence = await self.gather_evidence(runbook, target)
@@ -317,8 +426,9 @@ class RemediationEngine:
                     evidence,
                 )
         if not manual and runbook.when and runbook.when_uses_evidence:
+            variables = {**alert_variables(runbook.name, alert), "evidence": evidence or {}}
             try:
-                applies = evaluate(runbook.when, {**variables, "evidence": evidence or {}})
+                applies = evaluate(runbook.when, variables)
             except TemplateProblem as exc:
                 return await self._refuse(runbook, payload, requested_by, trigger, target,
                                           Refusal("when", f"cannot evaluate when: {exc}"), evidence)
@@ -848,9 +958,9 @@ class RemediationEngine:
     def _notifications(
         self, run: RunRecord, alert: dict[str, Any], data: Mapping[str, Any] | None = None
     ) -> list[NewOutboxItem]:
-        """A ``notify`` item per configured receiver that got the alert."""
+        """A ``notify`` item per receiver that got the alert and is switched on."""
         source = data if data is not None else run.data
-        receivers = [r for r, _ in source.get("receivers") or [] if r in self.config.receivers]
+        receivers = [r for r, _ in source.get("receivers") or [] if self.config.delivers_to(r)]
         return [self._notification_item(run, source, r, {}, alert) for r in receivers]
 
     def _entry(self, run: RunRecord, event: str, data: Mapping[str, Any], actor: str = "alert-router") -> AuditEntry:

@@ -112,10 +112,25 @@ def _compiled_expr(expr: str) -> Any:
     return _ENV.compile_expression(expr, undefined_to_none=False)
 
 
+_ONE_LABEL = re.compile(r"^\{\{\s*labels\.(?P<name>[A-Za-z_][A-Za-z0-9_]*)\s*\}\}$")
+
+
+@lru_cache(maxsize=256)
+def _one_label(text: str) -> str | None:
+    """The label name when ``text`` is exactly ``{{ labels.NAME }}`` (the usual target), else ``None``."""
+    m = _ONE_LABEL.match(text)
+    return m.group("name") if m else None
+
+
 def render(text: str, variables: Mapping[str, Any]) -> str:
     """Render ``text``; literals are returned unchanged. Raises :class:`TemplateProblem` on any error."""
     if not is_template(text):
         return text
+    name = _one_label(text)
+    if name is not None:  # a storm renders this per alert: skip Jinja when the label is there
+        labels = variables.get("labels")
+        if isinstance(labels, Mapping) and isinstance(labels.get(name), str):
+            return str(labels[name])
     try:
         return str(_compiled(text).render(**variables))
     except TemplateError as exc:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 
 import structlog
 
@@ -22,6 +23,9 @@ from alert_router.remediation.plan import KIND
 from alert_router.store.base import OutboxItem, Store
 
 log = structlog.get_logger("alert_router.remediation.worker")
+
+BATCH = 256
+"""Triggers claimed at once; those of one runbook and target in a batch share one decision (see the engine)."""
 
 
 def runs_horizon(config: Config, now: float) -> float:
@@ -52,22 +56,24 @@ class RunbookWorker:
         self._recover_now = True
         self.wake.set()
 
-    async def handle(self, item: OutboxItem) -> None:
-        """Hand one item to the engine; on a store outage or a bug, put it back for later."""
+    async def handle(self, items: Sequence[OutboxItem]) -> None:
+        """Hand a batch of items to the engine; on a store outage or a bug, put back what is left for later."""
         try:
-            await self.engine.handle_item(item)
+            await self.engine.handle_items(items)
         except StoreUnavailable as exc:
-            log.warning("store unavailable while handling a runbook trigger", outbox_id=item.id, error=str(exc))
+            log.warning("store unavailable while handling runbook triggers", triggers=len(items), error=str(exc))
             with contextlib.suppress(StoreUnavailable):
-                await self.store.retry_outbox(item, self.owner, time.time() + 5, str(exc), time.time())
+                for item in items:  # finished ones are no longer ours: retry_outbox leaves them alone
+                    await self.store.retry_outbox(item, self.owner, time.time() + 5, str(exc), time.time())
         except Exception as exc:
-            log.exception("unexpected error while handling a runbook trigger", outbox_id=item.id)
+            log.exception("unexpected error while handling runbook triggers", triggers=len(items))
             with contextlib.suppress(StoreUnavailable):
-                if item.attempts >= 5:
-                    await self.store.finish_outbox(item, self.owner, ok=False, now=time.time(), error=repr(exc))
-                else:
-                    await self.store.retry_outbox(item, self.owner, time.time() + 5 * item.attempts, repr(exc),
-                                                  time.time())
+                for item in items:
+                    if item.attempts >= 5:
+                        await self.store.finish_outbox(item, self.owner, ok=False, now=time.time(), error=repr(exc))
+                    else:
+                        await self.store.retry_outbox(item, self.owner, time.time() + 5 * item.attempts, repr(exc),
+                                                      time.time())
 
     async def housekeeping(self, now: float, last: dict[str, float]) -> None:
         """Expire approvals, recover orphaned runs and prune the audit log, each at its own pace."""
@@ -98,10 +104,10 @@ class RunbookWorker:
                     if "recover" not in last:
                         await self.engine.recover()
                         last["recover"] = time.time()
-                    items = await self.store.claim_outbox(KIND, self.owner, 16, self.config.settings.ingest.lease,
+                    items = await self.store.claim_outbox(KIND, self.owner, BATCH, self.config.settings.ingest.lease,
                                                           time.time())
-                    for item in items:
-                        await self.handle(item)
+                    if items:
+                        await self.handle(items)
                     await self.housekeeping(time.time(), last)
                 except StoreUnavailable as exc:
                     log.warning("store unavailable; remediation pauses", error=str(exc))

@@ -18,6 +18,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from alert_router import priority as _priority
 from alert_router.audit import AuditChain, AuditEntry, AuditRecord
 from alert_router.chat.records import AckEffects, AckResult, Escalation, EscalationChange, NewEscalation, SentNotice
 from alert_router.pipeline.dedup import Observation
@@ -37,13 +38,17 @@ class InboxItem:
 
 @dataclass(frozen=True, slots=True)
 class NewOutboxItem:
-    """Work to enqueue: ``kind`` is ``notify`` or ``runbook``; ``dest`` the receiver or runbook name."""
+    """Work to enqueue: ``kind`` is ``notify`` or ``runbook``; ``dest`` the receiver or runbook name.
+
+    ``priority`` (:mod:`alert_router.priority`): ``None`` takes that of the alerts in ``payload``.
+    """
 
     kind: str
     dest: str
     group_key: str
     payload: dict[str, Any]
     not_before: float = 0.0
+    priority: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,7 @@ class OutboxItem:
     payload: dict[str, Any]
     attempts: int
     created_at: float
+    priority: int = _priority.DEFAULT
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,12 +160,19 @@ class Store(Protocol):
         """
         ...
 
-    async def enqueue(self, body: bytes, group_key: str, received_at: float) -> int:
-        """Durably store one webhook body; return its id only once committed."""
+    async def enqueue(self, body: bytes, group_key: str, received_at: float, priority: int = _priority.DEFAULT) -> int:
+        """Durably store one webhook body; return its id only once committed.
+
+        ``priority`` (:mod:`alert_router.priority`) orders claims: lower first, then oldest first.
+        """
         ...
 
     async def claim_inbox(self, owner: str, limit: int, lease: float, now: float) -> list[InboxItem]:
-        """Claim pending bodies in order, skipping groups with older unfinished bodies."""
+        """Claim pending bodies, most urgent priority first, then oldest; leased to ``owner`` until ``now + lease``.
+
+        A body is skipped while an earlier body of its group is pending (claimed or not), and while
+        another claim's lease on it has not expired.
+        """
         ...
 
     async def commit_inbox(
@@ -173,7 +186,12 @@ class Store(Protocol):
         ...
 
     async def claim_outbox(self, kind: str, owner: str, limit: int, lease: float, now: float) -> list[OutboxItem]:
-        """Claim due work of ``kind``, oldest first, one item per (dest, group) at a time."""
+        """Claim due work of ``kind``: most urgent priority first, then earliest due; one item per (dest, group).
+
+        Claimed items are leased to ``owner`` until ``now + lease``; an item whose lease expired can be
+        claimed again (``attempts`` counts the claims). An item is skipped while an earlier item of its
+        destination and group is pending.
+        """
         ...
 
     async def finish_outbox(
@@ -190,6 +208,23 @@ class Store(Protocol):
         """Record the outcome (and the message reference, and any follow-up work) of a claimed item.
 
         Returns ``False`` when the lease was lost (another worker owns the item now).
+        """
+        ...
+
+    async def finish_outbox_many(
+        self,
+        items: Sequence[OutboxItem],
+        owner: str,
+        *,
+        ok: bool,
+        now: float,
+        error: str | None = None,
+        follow_ups: Sequence[NewOutboxItem] = (),
+        audit: Sequence[AuditEntry] = (),
+    ) -> bool:
+        """Record one outcome for all ``items``, with follow-up work and audit records, in one transaction.
+
+        Changes nothing and returns ``False`` when the lease of any of them was lost.
         """
         ...
 

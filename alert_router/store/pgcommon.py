@@ -10,6 +10,7 @@ from typing import Any
 import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 
 from alert_router.store.base import AlertRecord, NewOutboxItem
+from alert_router.store.queues import OUTBOX_INSERT_COLUMNS, outbox_row
 
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
@@ -71,27 +72,29 @@ def affected(status: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def outbox_columns(items: Sequence[NewOutboxItem]) -> tuple[list[str], list[str], list[str], list[str], list[float]]:
-    """The arrays (kind, dest, group key, payload JSON, not before) that ``unnest`` turns back into outbox rows."""
-    return (
-        [i.kind for i in items],
-        [i.dest for i in items],
-        [i.group_key for i in items],
-        [json.dumps(i.payload) for i in items],
-        [i.not_before for i in items],
+def outbox_columns(items: Sequence[NewOutboxItem], now: float) -> tuple[list[Any], ...]:
+    """The arrays that :func:`outbox_insert` turns back into outbox rows (:func:`.queues.outbox_row`)."""
+    rows = [outbox_row(i, now) for i in items]
+    kind, dest, group, payload, not_before, created, prio = (list(c) for c in zip(*rows, strict=True)) if rows else (
+        [] for _ in range(7)
     )
+    return kind, dest, group, payload, not_before, created, prio
+
+
+def outbox_insert(first: int, join: str = "") -> str:
+    """``INSERT INTO outbox`` of the 7 arrays of :func:`outbox_columns`, bound from ``$first`` on, in list order.
+
+    ``join`` adds a table to the ``FROM`` list (a CTE whose rows the insert depends on).
+    """
+    p = [f"${first + k}" for k in range(7)]
+    return f"""INSERT INTO outbox ({OUTBOX_INSERT_COLUMNS})
+               SELECT k, d, g, p, nb, c, pr
+               FROM unnest({p[0]}::text[], {p[1]}::text[], {p[2]}::text[], {p[3]}::text[], {p[4]}::float8[],
+                           {p[5]}::float8[], {p[6]}::int[]) WITH ORDINALITY AS t(k, d, g, p, nb, c, pr, n){join}
+               ORDER BY n"""  # noqa: S608 - placeholders only
 
 
 async def insert_outbox(conn: asyncpg.Connection, items: Sequence[NewOutboxItem], now: float) -> None:
     """Insert outbox items in one statement, their ids in list order."""
-    if not items:
-        return
-    await conn.execute(
-        """INSERT INTO outbox (kind, dest, group_key, payload, not_before, created_at)
-           SELECT k, d, g, p, nb, $1
-           FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::float8[])
-                WITH ORDINALITY AS t(k, d, g, p, nb, n)
-           ORDER BY n""",
-        now,
-        *outbox_columns(items),
-    )
+    if items:
+        await conn.execute(outbox_insert(1), *outbox_columns(items, now))

@@ -36,8 +36,10 @@ from typing import Any, Literal, TypeAlias, TypeVar
 import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 import structlog
 
+from alert_router.audit import AuditEntry
 from alert_router.errors import StoreUnavailable
 from alert_router.pipeline.dedup import KnownState, is_change, next_state
+from alert_router.priority import DEFAULT as DEFAULT_PRIORITY
 from alert_router.store.base import (
     AlertRecord,
     CommitResult,
@@ -58,13 +60,19 @@ from alert_router.store.pgcommon import (
     alert_record,
     insert_outbox,
     outbox_columns,
+    outbox_insert,
 )
 from alert_router.store.pgsettings import PostgresConfig
 from alert_router.store.postgres_chat import PostgresChatMixin
 from alert_router.store.postgres_ops import PostgresOpsMixin
-from alert_router.store.postgres_runs import PostgresRunsMixin
+from alert_router.store.postgres_runs import PostgresRunsMixin, append_audit_records
+from alert_router.store.queues import SKIP_LOCKED, claim_dest_sql, claim_inbox_sql, claim_outbox_sql, claimed
 
 log = structlog.get_logger("alert_router.store.postgres")
+
+_CLAIM_INBOX = claim_inbox_sql(SKIP_LOCKED)
+_CLAIM_OUTBOX = claim_outbox_sql(SKIP_LOCKED)
+_CLAIM_DEST = claim_dest_sql(SKIP_LOCKED)
 
 T = TypeVar("T")
 Conn: TypeAlias = asyncpg.Connection
@@ -281,39 +289,27 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
 
     # -- inbox ------------------------------------------------------------------------------------
 
-    async def enqueue(self, body: bytes, group_key: str, received_at: float) -> int:
+    async def enqueue(self, body: bytes, group_key: str, received_at: float, priority: int = DEFAULT_PRIORITY) -> int:
         """Store a webhook body; returns once it is committed."""
 
         async def q(conn: Conn) -> int:
             return int(
                 await conn.fetchval(
-                    "INSERT INTO inbox (received_at, group_key, body) VALUES ($1, $2, $3) RETURNING id",
+                    "INSERT INTO inbox (received_at, group_key, body, priority) VALUES ($1, $2, $3, $4) RETURNING id",
                     received_at,
                     group_key,
                     body,
+                    priority,
                 )
             )
 
         return await self._tx(q, mode="single")
 
     async def claim_inbox(self, owner: str, limit: int, lease: float, now: float) -> list[InboxItem]:
-        """Claim pending bodies in order; a group's later bodies wait for its earlier ones."""
+        """Claim pending bodies, most urgent first; a group's later bodies wait for its earlier ones."""
 
         async def q(conn: Conn) -> list[InboxItem]:
-            rows = await conn.fetch(
-                """UPDATE inbox SET owner = $3, lease_until = $4, attempts = inbox.attempts + 1
-                   FROM (SELECT id FROM inbox i
-                         WHERE status = 'pending' AND (lease_until IS NULL OR lease_until < $1)
-                           AND NOT EXISTS (SELECT 1 FROM inbox j WHERE j.group_key = i.group_key
-                                           AND j.status = 'pending' AND j.id < i.id)
-                         ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED) c
-                   WHERE inbox.id = c.id
-                   RETURNING inbox.id, inbox.received_at, inbox.body, inbox.group_key, inbox.attempts""",
-                now,
-                limit,
-                owner,
-                now + lease,
-            )
+            rows = await conn.fetch(_CLAIM_INBOX, now, limit, owner, now + lease)
             return sorted((InboxItem(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows), key=lambda i: i.id)
 
         return await self._tx(q, mode="single")
@@ -382,7 +378,7 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
                     col.append(value)
             items = list(plan(frozenset(changed)))
             await conn.execute(
-                """WITH st AS (
+                f"""WITH st AS (
                        UPDATE alert_state AS s SET status = v.status, starts_at = v.starts_at, ends_at = v.ends_at,
                            group_key = v.group_key, labels = v.labels, annotations = v.annotations,
                            generator_url = v.generator_url, last_seen = $1, expires_at = $2,
@@ -394,19 +390,14 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
                             AS v(fingerprint, status, starts_at, ends_at, group_key, labels, annotations,
                                  generator_url, changed, reset_ack)
                        WHERE s.fingerprint = v.fingerprint),
-                   ob AS (
-                       INSERT INTO outbox (kind, dest, group_key, payload, not_before, created_at)
-                       SELECT k, d, g, p, nb, $1
-                       FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::float8[])
-                            WITH ORDINALITY AS t(k, d, g, p, nb, n)
-                       ORDER BY n)
+                   ob AS ({outbox_insert(14)})
                    UPDATE inbox SET status = 'done', finished_at = $1, owner = NULL, lease_until = NULL
-                   WHERE id = $3""",
+                   WHERE id = $3""",  # noqa: S608 - placeholders only
                 now,
                 now + ttl,
                 item.id,
                 *cols,
-                *outbox_columns(items),
+                *outbox_columns(items, now),
             )
             return CommitResult(True, frozenset(changed), len(items))
 
@@ -430,28 +421,10 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
     # -- outbox -----------------------------------------------------------------------------------
 
     async def claim_outbox(self, kind: str, owner: str, limit: int, lease: float, now: float) -> list[OutboxItem]:
-        """Claim due work, oldest first, never two items of one (dest, group) at once."""
+        """Claim due work, most urgent first, never two items of one (dest, group) at once."""
 
         async def q(conn: Conn) -> list[OutboxItem]:
-            rows = await conn.fetch(
-                """UPDATE outbox SET owner = $4, lease_until = $5, attempts = outbox.attempts + 1
-                   FROM (SELECT id FROM outbox o
-                         WHERE kind = $1 AND status = 'pending' AND not_before <= $2
-                           AND (lease_until IS NULL OR lease_until < $2)
-                           AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.dest = o.dest AND p.group_key = o.group_key
-                                           AND p.status = 'pending' AND p.id < o.id)
-                         ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) c
-                   WHERE outbox.id = c.id
-                   RETURNING outbox.id, outbox.kind, outbox.dest, outbox.group_key, outbox.payload, outbox.attempts,
-                             outbox.created_at""",
-                kind,
-                now,
-                limit,
-                owner,
-                now + lease,
-            )
-            items = (OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows)
-            return sorted(items, key=lambda i: i.id)
+            return claimed(await conn.fetch(_CLAIM_OUTBOX, kind, now, limit, owner, now + lease))
 
         return await self._tx(q, mode="single")
 
@@ -472,7 +445,7 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
 
         async def q(conn: Conn) -> bool:
             n = await conn.fetchval(
-                """WITH done AS (
+                f"""WITH done AS (
                        UPDATE outbox SET status = $1, finished_at = $2, error = $3, owner = NULL, lease_until = NULL
                        WHERE id = $4 AND owner = $5 AND status = 'pending' RETURNING id),
                    ref AS (
@@ -480,13 +453,8 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
                        SELECT $6, $7, $8, $2 FROM done WHERE $8::text IS NOT NULL
                        ON CONFLICT (dest, group_key)
                        DO UPDATE SET ref = excluded.ref, updated_at = excluded.updated_at),
-                   fu AS (
-                       INSERT INTO outbox (kind, dest, group_key, payload, not_before, created_at)
-                       SELECT k, d, g, p, nb, $2
-                       FROM unnest($9::text[], $10::text[], $11::text[], $12::text[], $13::float8[])
-                            WITH ORDINALITY AS t(k, d, g, p, nb, n), done
-                       ORDER BY n)
-                   SELECT COUNT(*) FROM done""",
+                   fu AS ({outbox_insert(9, ", done")})
+                   SELECT COUNT(*) FROM done""",  # noqa: S608 - placeholders only
                 status,
                 now,
                 error,
@@ -495,7 +463,7 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
                 item.dest,
                 item.group_key,
                 ref,
-                *outbox_columns(follow_ups),
+                *outbox_columns(follow_ups, now),
             )
             if n == 1:
                 return True
@@ -570,30 +538,10 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
         self, kind: str, dest: str, owner: str, limit: int, lease: float, now: float, seed_id: int | None = None
     ) -> list[OutboxItem]:
         """Claim unclaimed pending items for ``dest``, oldest first, due or not, skipping groups in flight."""
+        seed = -1 if seed_id is None else seed_id
 
         async def q(conn: Conn) -> list[OutboxItem]:
-            rows = await conn.fetch(
-                """UPDATE outbox SET owner = $3, lease_until = $4, attempts = outbox.attempts + 1
-                   FROM (SELECT id FROM outbox o
-                         WHERE kind = $1 AND dest = $2 AND status = 'pending'
-                           AND (lease_until IS NULL OR lease_until < $5)
-                           AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.dest = o.dest AND p.group_key = o.group_key
-                                           AND p.status = 'pending' AND p.id < o.id AND p.id <> $6
-                                           AND p.lease_until IS NOT NULL AND p.lease_until >= $5)
-                         ORDER BY id LIMIT $7 FOR UPDATE SKIP LOCKED) c
-                   WHERE outbox.id = c.id
-                   RETURNING outbox.id, outbox.kind, outbox.dest, outbox.group_key, outbox.payload, outbox.attempts,
-                             outbox.created_at""",
-                kind,
-                dest,
-                owner,
-                now + lease,
-                now,
-                -1 if seed_id is None else seed_id,
-                limit,
-            )
-            items = (OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], r[6]) for r in rows)
-            return sorted(items, key=lambda i: i.id)
+            return claimed(await conn.fetch(_CLAIM_DEST, kind, dest, now, limit, owner, now + lease, seed))
 
         return await self._tx(q, mode="single")
 
@@ -606,8 +554,9 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
         now: float,
         error: str | None = None,
         follow_ups: Sequence[NewOutboxItem] = (),
+        audit: Sequence[AuditEntry] = (),
     ) -> bool:
-        """Record one outcome for all ``items`` at once, or nothing if any lease was lost."""
+        """Record one outcome, follow-ups and audit records for all ``items``; nothing if any lease was lost."""
         ids = sorted({i.id for i in items})
         status = "done" if ok else "failed"
 
@@ -638,6 +587,7 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
                 ids,
             )
             await insert_outbox(conn, list(follow_ups), now)
+            await append_audit_records(conn, audit, now)  # last: the head lock is always taken last
             return True
 
         return await self._tx(q, patience=self.config.outcome_patience, idempotent=True)

@@ -19,8 +19,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from alert_router.audit import AuditEntry
 from alert_router.errors import StoreInUse, StoreUnavailable
 from alert_router.pipeline.dedup import KnownState, is_change, next_state
+from alert_router.priority import DEFAULT as DEFAULT_PRIORITY
 from alert_router.store.base import (
     AlertRecord,
     CommitResult,
@@ -31,9 +33,18 @@ from alert_router.store.base import (
     Planner,
     QueueDepth,
 )
+from alert_router.store.queues import (
+    OUTBOX_INSERT_COLUMNS,
+    claim_dest_sql,
+    claim_inbox_sql,
+    claim_outbox_sql,
+    claimed,
+    outbox_row,
+    sqlite,
+)
 from alert_router.store.sqlite_chat import SQLiteChatMixin
 from alert_router.store.sqlite_ops import SQLiteOpsMixin, free_all_claims
-from alert_router.store.sqlite_runs import SQLiteRunsMixin
+from alert_router.store.sqlite_runs import SQLiteRunsMixin, append_audit
 from alert_router.store.sqlite_thread import Append, SQLiteThread, in_lists
 
 T = TypeVar("T")
@@ -190,10 +201,18 @@ SCHEMA = [
         fired_at REAL
     );
     """,
+    # version 6: priority lanes (alert_router.priority); claims walk these indexes in order (store/queues.py)
+    """
+    ALTER TABLE inbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 2;
+    ALTER TABLE outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 2;
+    CREATE INDEX inbox_lane ON inbox(priority, id) WHERE status='pending';
+    DROP INDEX outbox_due;
+    CREATE INDEX outbox_lane ON outbox(kind, priority, id) WHERE status='pending';
+    """,
 ]
 
 
-_INBOX = Append("inbox(received_at, group_key, body)", "(?,?,?)")
+_INBOX = Append("inbox(received_at, group_key, body, priority)", "(?,?,?,?)")
 
 
 class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
@@ -306,29 +325,18 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
 
     # -- inbox ------------------------------------------------------------------------------------
 
-    async def enqueue(self, body: bytes, group_key: str, received_at: float) -> int:
+    async def enqueue(self, body: bytes, group_key: str, received_at: float, priority: int = DEFAULT_PRIORITY) -> int:
         """Store a webhook body; returns once its commit is on disk (shared with concurrent writes)."""
         if self._thread is None:
             raise StoreUnavailable("store is not open")
-        return await self._thread.append(_INBOX, (received_at, group_key, body))
+        return await self._thread.append(_INBOX, (received_at, group_key, body, priority))
 
     async def claim_inbox(self, owner: str, limit: int, lease: float, now: float) -> list[InboxItem]:
-        """Claim pending bodies; a group's later bodies wait for its earlier ones."""
+        """Claim pending bodies, most urgent first; a group's later bodies wait for its earlier ones."""
 
         def claim(conn: sqlite3.Connection) -> list[InboxItem]:
-            rows = conn.execute(
-                """SELECT id, received_at, body, group_key, attempts FROM inbox i
-                   WHERE status='pending' AND (lease_until IS NULL OR lease_until < ?)
-                     AND NOT EXISTS (SELECT 1 FROM inbox j WHERE j.group_key=i.group_key
-                                     AND j.status='pending' AND j.id < i.id)
-                   ORDER BY id LIMIT ?""",
-                (now, limit),
-            ).fetchall()
-            conn.executemany(
-                "UPDATE inbox SET owner=?, lease_until=?, attempts=attempts+1 WHERE id=?",
-                [(owner, now + lease, r[0]) for r in rows],
-            )
-            return [InboxItem(r[0], r[1], bytes(r[2]), r[3], r[4] + 1) for r in rows]
+            rows = conn.execute(_CLAIM_INBOX, (now, limit, owner, now + lease)).fetchall()
+            return sorted((InboxItem(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in rows), key=lambda i: i.id)
 
         return await self._write(claim)
 
@@ -373,7 +381,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
             _upsert_states(conn, rows)
             _mark_changed(conn, changed, now)
             items = list(plan(frozenset(changed)))
-            _insert_outbox(conn, items, now)
+            insert_outbox(conn, items, now)
             conn.execute(
                 "UPDATE inbox SET status='done', finished_at=?, owner=NULL, lease_until=NULL WHERE id=?", (now, item.id)
             )
@@ -395,23 +403,10 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
     # -- outbox -----------------------------------------------------------------------------------
 
     async def claim_outbox(self, kind: str, owner: str, limit: int, lease: float, now: float) -> list[OutboxItem]:
-        """Claim due work, oldest first, never two items of one (dest, group) at once."""
+        """Claim due work, most urgent first, never two items of one (dest, group) at once."""
 
         def claim(conn: sqlite3.Connection) -> list[OutboxItem]:
-            rows = conn.execute(
-                """SELECT id, kind, dest, group_key, payload, attempts, created_at FROM outbox o
-                   WHERE kind=? AND status='pending' AND not_before <= ?
-                     AND (lease_until IS NULL OR lease_until < ?)
-                     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.dest=o.dest AND p.group_key=o.group_key
-                                     AND p.status='pending' AND p.id < o.id)
-                   ORDER BY id LIMIT ?""",
-                (kind, now, now, limit),
-            ).fetchall()
-            conn.executemany(
-                "UPDATE outbox SET owner=?, lease_until=?, attempts=attempts+1 WHERE id=?",
-                [(owner, now + lease, r[0]) for r in rows],
-            )
-            return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5] + 1, r[6]) for r in rows]
+            return claimed(conn.execute(_CLAIM_OUTBOX, (kind, now, limit, owner, now + lease)).fetchall())
 
         return await self._write(claim)
 
@@ -442,7 +437,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
                        ON CONFLICT(dest, group_key) DO UPDATE SET ref=excluded.ref, updated_at=excluded.updated_at""",
                     (item.dest, item.group_key, json.dumps(message_ref), now),
                 )
-            _insert_outbox(conn, list(follow_ups), now)
+            insert_outbox(conn, list(follow_ups), now)
             return True
 
         return await self._write(finish)
@@ -489,22 +484,10 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
         self, kind: str, dest: str, owner: str, limit: int, lease: float, now: float, seed_id: int | None = None
     ) -> list[OutboxItem]:
         """Claim unclaimed pending items for ``dest``, oldest first, due or not, skipping groups in flight."""
+        seed = -1 if seed_id is None else seed_id
 
         def claim(conn: sqlite3.Connection) -> list[OutboxItem]:
-            rows = conn.execute(
-                """SELECT id, kind, dest, group_key, payload, attempts, created_at FROM outbox o
-                   WHERE kind=? AND dest=? AND status='pending' AND (lease_until IS NULL OR lease_until < ?)
-                     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.dest=o.dest AND p.group_key=o.group_key
-                                     AND p.status='pending' AND p.id < o.id AND p.id != ?
-                                     AND p.lease_until IS NOT NULL AND p.lease_until >= ?)
-                   ORDER BY id LIMIT ?""",
-                (kind, dest, now, -1 if seed_id is None else seed_id, now, limit),
-            ).fetchall()
-            conn.executemany(
-                "UPDATE outbox SET owner=?, lease_until=?, attempts=attempts+1 WHERE id=?",
-                [(owner, now + lease, r[0]) for r in rows],
-            )
-            return [OutboxItem(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5] + 1, r[6]) for r in rows]
+            return claimed(conn.execute(_CLAIM_DEST, (kind, dest, now, limit, owner, now + lease, seed)).fetchall())
 
         return await self._write(claim)
 
@@ -517,8 +500,9 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
         now: float,
         error: str | None = None,
         follow_ups: Sequence[NewOutboxItem] = (),
+        audit: Sequence[AuditEntry] = (),
     ) -> bool:
-        """Record one outcome for all ``items`` at once, or nothing if any lease was lost."""
+        """Record one outcome, follow-ups and audit records for all ``items``; nothing if any lease was lost."""
         ids = sorted({i.id for i in items})
         chunks = list(in_lists(ids))
 
@@ -537,7 +521,8 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
                         WHERE id IN ({marks})""",  # noqa: S608 - placeholders only
                     ("done" if ok else "failed", now, error, *chunk),
                 )
-            _insert_outbox(conn, list(follow_ups), now)
+            insert_outbox(conn, list(follow_ups), now)
+            append_audit(conn, audit, now)
             return True
 
         return await self._write(finish)
@@ -674,8 +659,13 @@ def _mark_changed(conn: sqlite3.Connection, changed: set[str], now: float) -> No
         )
 
 
-def _insert_outbox(conn: sqlite3.Connection, items: Sequence[NewOutboxItem], now: float) -> None:
-    conn.executemany(
-        "INSERT INTO outbox(kind, dest, group_key, payload, not_before, created_at) VALUES (?,?,?,?,?,?)",
-        [(i.kind, i.dest, i.group_key, json.dumps(i.payload), i.not_before, now) for i in items],
-    )
+_CLAIM_INBOX = sqlite(claim_inbox_sql())
+_CLAIM_OUTBOX = sqlite(claim_outbox_sql())
+_CLAIM_DEST = sqlite(claim_dest_sql())
+_INSERT_OUTBOX = f"INSERT INTO outbox({OUTBOX_INSERT_COLUMNS}) VALUES (?,?,?,?,?,?,?)"  # noqa: S608 - constants
+
+
+def insert_outbox(conn: sqlite3.Connection, items: Sequence[NewOutboxItem], now: float) -> None:
+    """Insert outbox items, their ids in list order."""
+    if items:
+        conn.executemany(_INSERT_OUTBOX, [outbox_row(i, now) for i in items])

@@ -104,8 +104,8 @@ class SQLiteChatMixin:
 
     async def ack_alerts(self, fingerprints: Sequence[str], user: str, now: float, effects: AckEffects) -> AckResult:
         """Ack the firing, unacked alerts among ``fingerprints``; stop their escalations; commit ``effects``."""
-        from alert_router.store.sqlite import _ALERT_SELECT, _alert, _insert_outbox
-        from alert_router.store.sqlite_runs import _append_audit
+        from alert_router.store.sqlite import _ALERT_SELECT, _alert, insert_outbox
+        from alert_router.store.sqlite_runs import append_audit
 
         def ack(conn: sqlite3.Connection) -> AckResult:
             acked: list[AlertRecord] = []
@@ -144,8 +144,8 @@ class SQLiteChatMixin:
                 notices.extend(_sent_notices(conn, group_key))
             snapshot = AckSnapshot(user, now, acked, already, not_firing, missing, group_acks, notices)
             items, audit = effects(snapshot)
-            _insert_outbox(conn, list(items), now)
-            _append_audit(conn, list(audit), now)
+            insert_outbox(conn, list(items), now)
+            append_audit(conn, list(audit), now)
             return AckResult(snapshot, len(items), stopped)
 
         return await self._write(ack)
@@ -199,8 +199,8 @@ class SQLiteChatMixin:
         All or nothing: if any timer is no longer ours or no longer active (an ack stopped it meanwhile),
         nothing is written and ``False`` is returned.
         """
-        from alert_router.store.sqlite import _insert_outbox
-        from alert_router.store.sqlite_runs import _append_audit
+        from alert_router.store.sqlite import insert_outbox
+        from alert_router.store.sqlite_runs import append_audit
 
         def update(conn: sqlite3.Connection) -> bool:
             for c in changes:
@@ -211,8 +211,8 @@ class SQLiteChatMixin:
                 )
                 if cur.rowcount != 1:
                     raise _LeaseLost
-            _insert_outbox(conn, list(follow_ups), now)
-            _append_audit(conn, list(audit), now)
+            insert_outbox(conn, list(follow_ups), now)
+            append_audit(conn, list(audit), now)
             return True
 
         try:

@@ -33,9 +33,9 @@ def free_all_claims(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 def _insert(conn: sqlite3.Connection, items: Sequence[NewOutboxItem], now: float) -> None:
-    from alert_router.store.sqlite import _insert_outbox
+    from alert_router.store.sqlite import insert_outbox
 
-    _insert_outbox(conn, items, now)
+    insert_outbox(conn, items, now)
 
 
 class SQLiteOpsMixin:

@@ -42,7 +42,8 @@ def _get_run(conn: sqlite3.Connection, run_id: int) -> RunRecord | None:
     return run_record(row) if row else None
 
 
-def _append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry], now: float) -> list[AuditRecord]:
+def append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry], now: float) -> list[AuditRecord]:
+    """Append ``entries`` to the hash chain inside the caller's transaction."""
     if not entries:
         return []
     row = conn.execute("SELECT seq, hash FROM audit_meta WHERE key='head'").fetchone()
@@ -68,10 +69,10 @@ def _append_audit(conn: sqlite3.Connection, entries: Sequence[AuditEntry], now: 
 
 
 def _apply_effects(conn: sqlite3.Connection, effects: RunEffects, now: float) -> None:
-    from alert_router.store.sqlite import _insert_outbox
+    from alert_router.store.sqlite import insert_outbox
 
-    _append_audit(conn, list(effects.audit), now)
-    _insert_outbox(conn, list(effects.follow_ups), now)
+    append_audit(conn, list(effects.audit), now)
+    insert_outbox(conn, list(effects.follow_ups), now)
 
 
 class SQLiteRunsMixin:
@@ -288,7 +289,7 @@ class SQLiteRunsMixin:
         """Append records to the chain."""
 
         def append(conn: sqlite3.Connection) -> list[AuditRecord]:
-            return _append_audit(conn, entries, now)
+            return append_audit(conn, entries, now)
 
         return await self._write(append)
 

@@ -2,9 +2,10 @@
 
 The event loop only queues work and waits for its future. The thread drains the queue by itself:
 appended rows (webhook bodies, which someone is waiting for) go first, in a commit of their own;
-then up to ``SLICE`` other calls: reads one by one, and writes sharing one transaction (group commit:
-one savepoint each, so a failing write undoes only itself, and one fsync'd commit for all). Each
-round's outcomes go back in one ``call_soon_threadsafe``, and the queue is looked at again.
+then a slice of the other calls, in order (up to ``SLICE`` of them or ``SLICE_SECONDS``): reads one by
+one, and writes sharing one transaction (group commit: one savepoint each, so a failing write undoes
+only itself, and one fsync'd commit for all). Each round's outcomes go back in one
+``call_soon_threadsafe``, and the queue is looked at again.
 
 What a commit costs here (measured with ``bench/ingest.py`` and py-spy, see the note on issue 2):
 each call into SQLite releases the GIL, and winning it back from a busy event loop takes longer than
@@ -32,6 +33,10 @@ T = TypeVar("T")
 SLICE = 16
 """At most this many reads and writes run between two looks at the queue, so a webhook body waits for at
 most one such slice (a group commit of up to this many writes) before its own commit begins."""
+
+SLICE_SECONDS = 0.004
+"""A slice also ends once it has run this long (after at least one call): under a heavy backlog (a storm
+being processed) a webhook body waits for a few milliseconds of work, not for sixteen large commits."""
 
 Outcome = tuple["asyncio.Future[Any]", bool, Any]
 
@@ -230,12 +235,7 @@ class SQLiteThread:
                     # Appends are webhook bodies someone is waiting for: they go first, in their own commit.
                     loop.call_soon_threadsafe(_settle, self._appends(conn, appends))
                 if backlog:  # then one slice of the rest, so that a steady stream of appends starves nothing
-                    batch = [backlog.popleft() for _ in range(min(len(backlog), SLICE))]
-                    outcomes = [self._call(conn, j) for j in batch if not j.write]
-                    writes = [j for j in batch if j.write]
-                    if writes:
-                        outcomes.extend(self._group(conn, writes))
-                    loop.call_soon_threadsafe(_settle, outcomes)
+                    loop.call_soon_threadsafe(_settle, self._slice(conn, backlog))
         finally:
             self._conn = None
             conn.close()
@@ -251,32 +251,54 @@ class SQLiteThread:
                     conn.rollback()
             return (job.fut, False, _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc)
 
-    def _group(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[Outcome]:
-        results: list[Outcome] = []
+    def _slice(self, conn: sqlite3.Connection, backlog: deque[_Job]) -> list[Outcome]:
+        """Run queued calls in order, at least one, until ``SLICE`` ran or ``SLICE_SECONDS`` passed.
+
+        Writes share one transaction (a savepoint each: a failing write undoes only itself) committed at
+        the end; their callers learn the outcome only then. Reads run on their own, outside any write group
+        (some open a transaction of their own): a read that comes after writes ends the slice, so it runs
+        first in the next one and sees what the writes queued before it committed.
+        """
+        deadline = time.perf_counter() + SLICE_SECONDS
+        reads: list[Outcome] = []
+        writes: list[Outcome] = []
+        taken: list[_Job] = []
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            for job in jobs:
+            while backlog and len(taken) < SLICE and (not taken or time.perf_counter() < deadline):
+                job = backlog.popleft()
+                taken.append(job)
                 assert job.fn is not None
+                if not job.write:
+                    if conn.in_transaction:  # reads run outside a write group (some open their own): next slice
+                        backlog.appendleft(taken.pop())
+                        break
+                    reads.append(SQLiteThread._call(conn, job))
+                    continue
+                if not conn.in_transaction:
+                    conn.execute("BEGIN IMMEDIATE")
                 conn.execute("SAVEPOINT w")
                 try:
                     value = job.fn(conn)
                 except Exception as exc:  # this write is undone, the others go on
                     conn.execute("ROLLBACK TO w")
                     conn.execute("RELEASE w")
-                    results.append((job.fut, False, _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc))
+                    writes.append((job.fut, False, _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc))
                 else:
                     conn.execute("RELEASE w")
-                    results.append((job.fut, True, value))
-            conn.execute("COMMIT")
+                    writes.append((job.fut, True, value))
+            if conn.in_transaction:
+                conn.execute("COMMIT")
         except Exception as exc:  # the shared transaction failed: nobody's write is stored
             if conn.in_transaction:
                 with contextlib.suppress(sqlite3.Error):
                     conn.rollback()
             err = _unavailable(exc)
             self._commit_error = str(err)
-            return [(job.fut, False, err) for job in jobs]
-        self._commit_error = None
-        return results
+            settled = {id(fut) for fut, _, _ in reads}
+            return reads + [(j.fut, False, err) for j in taken if j.write or id(j.fut) not in settled]
+        if writes:
+            self._commit_error = None
+        return reads + writes
 
     def _appends(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[Outcome]:
         """Commit the queued appends together, all or nothing: one statement by itself when it can."""

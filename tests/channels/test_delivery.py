@@ -148,13 +148,16 @@ async def test_smtp_down_then_up_is_delivered_after_retry(
     assert msg.message["Subject"].startswith("[FIRING:1] ModelServiceDown")
 
 
-async def test_disabled_receiver_is_skipped_and_counted(tmp_path: Path) -> None:
-    """`enabled: false` needs no secrets; its items are finished as skipped, the others still delivered."""
+async def test_disabled_receiver_gets_no_work(tmp_path: Path) -> None:
+    """`enabled: false` needs no secrets and costs nothing: no outbox item for it; the others are delivered."""
     receivers = "  - name: slack\n    enabled: 'false'\n    slack: {}\n"
+    body = fixture_bytes("firing-service-down.json")
     async with running_app(write_config(tmp_path, receivers)) as (client, rt):
-        await post(client, fixture_bytes("firing-service-down.json"))
+        await post(client, body)
         await settle(rt)
-        assert sample(rt, "alert_router_notifications_total", receiver="slack", outcome="skipped") == 1
+        notices = await rt.store.sent_notices(json.loads(body)["groupKey"])
+        assert [n.dest for n in notices] == ["file"]
+        assert sample(rt, "alert_router_notifications_total", receiver="slack", outcome="skipped") == 0
     assert len(read_jsonl(tmp_path / "data" / "out.jsonl")) == 1
 
 

@@ -298,11 +298,11 @@ async def test_storm_round_coalesces_the_backlog_and_finishes_it(tmp_path: Path)
         await fill(store, [NewOutboxItem("notify", "slack", n.group_key, n.model_dump(mode="json")) for n in groups])
         [seed, second, *_] = await store.claim_outbox("notify", "w", 2, 30, time.time())
         d.storm._active.add("slack")  # as if another worker's round were running
-        assert await d.storm.maybe_digest(d, second, ch) is True
+        await d.deliver(second)  # waits for the next round: back in the queue, not sent alone
         assert ch.sent == [] and await store.backlog("notify", "slack") == 12
         d.storm._active.clear()
-        assert await d.storm.maybe_digest(d, seed, ch) is True
-        assert d.storm.last is not None and d.storm.last.ok and d.storm.last.items == 12  # `second` joined
+        await d.deliver(seed)
+        assert d.last_digest is not None and d.last_digest.ok and d.last_digest.items == 12  # `second` joined
         shown = [a.fingerprint for n in ch.sent for a in n.alerts]
         assert sorted(shown) == sorted(a.fingerprint for n in groups for a in n.alerts)
         assert all(n.extra["digest"] for n in ch.sent)
@@ -335,7 +335,7 @@ async def test_permanent_digest_failure_sends_every_item_to_the_fallback(tmp_pat
         groups = [notification([alert(f"A{g}")], receiver="slack", group_key=f"g{g}") for g in range(5)]
         await fill(store, [NewOutboxItem("notify", "slack", n.group_key, n.model_dump(mode="json")) for n in groups])
         [seed] = await store.claim_outbox("notify", "w", 1, 30, time.time())
-        assert await d.storm.maybe_digest(d, seed, d.channels["slack"]) is True
+        await d.deliver(seed)
         assert await store.backlog("notify", "slack") == 0
         assert await store.backlog("notify", "file") == 5
         fallbacks = await store.claim_dest("notify", "file", "w", 10, 30, time.time())
@@ -385,8 +385,8 @@ async def test_after_a_digest_each_living_message_gets_one_update_and_is_never_d
         ]
         await fill(store, [NewOutboxItem("notify", "slack", n.group_key, n.model_dump(mode="json")) for n in storm])
         [seed] = await store.claim_outbox("notify", "w", 1, 30, time.time())
-        assert await d.storm.maybe_digest(d, seed, ch) is True
-        assert d.storm.last is not None and d.storm.last.ok and d.storm.last.items == 24
+        await d.deliver(seed)
+        assert d.last_digest is not None and d.last_digest.ok and d.last_digest.items == 24
         assert all(n.extra.get("digest") for n in ch.sent)
 
         later = time.time() + 3600  # refreshes wait after the digest; claim them as if that time had come
@@ -401,7 +401,7 @@ async def test_after_a_digest_each_living_message_gets_one_update_and_is_never_d
         await fill(store, [NewOutboxItem("notify", "slack", n.group_key, n.model_dump(mode="json")) for n in more])
         [seed] = await store.claim_outbox("notify", "w", 1, 30, time.time())
         ch.sent.clear()
-        assert await d.storm.maybe_digest(d, seed, ch) is True
+        await d.deliver(seed)
         digested = {a.labels["alertname"] for n in ch.sent for a in n.alerts}
         assert digested == {f"B{g}" for g in range(6)}
         refreshes = await store.claim_dest("notify", "slack", "w", 100, 30, later)
@@ -441,9 +441,34 @@ async def test_channels_that_do_not_edit_in_place_get_no_refresh_after_a_digest(
             assert await store.finish_outbox(it, "w", ok=True, now=time.time(), message_ref={"line_id": it.id})
         await fill(store, items(range(12)))  # then the storm, g0-g2 included
         [seed] = await store.claim_outbox("notify", "w", 1, 30, time.time())
-        assert await d.storm.maybe_digest(d, seed, ch) is True
-        assert d.storm.last is not None and d.storm.last.ok and d.storm.last.items == 12
+        await d.deliver(seed)
+        assert d.last_digest is not None and d.last_digest.ok and d.last_digest.items == 12
         assert await store.message_groups("slack", ["g0", "g1", "g2"]) == {"g0", "g1", "g2"}
         assert await store.backlog("notify", "slack") == 0
+    finally:
+        await store.close()
+
+
+async def test_file_and_console_receivers_are_never_digested(tmp_path: Path) -> None:
+    """A storm past the threshold still writes one line per notification to a file receiver (a record)."""
+    from alert_router.app import build_channels
+    from alert_router.config import load
+    from alert_router.metrics import Metrics
+    from alert_router.pipeline.deliver import Deliverer
+    from tests.helpers import read_jsonl, write_config
+
+    cfg = load(write_config(tmp_path, "delivery: {storm: {threshold: 3}}\n"), {})
+    store = SQLiteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        d = Deliverer(store, cfg, build_channels(cfg), Metrics(), "w")
+        groups = [notification([alert(f"A{g}")], receiver="file", group_key=f"g{g}") for g in range(12)]
+        await fill(store, [NewOutboxItem("notify", "file", n.group_key, n.model_dump(mode="json")) for n in groups])
+        for item in await store.claim_outbox("notify", "w", 100, 30, time.time()):
+            await d.deliver(item)
+        assert d.last_digest is None
+        lines = read_jsonl(tmp_path / "data" / "out.jsonl")
+        assert sorted(rec["group_key"] for rec in lines) == sorted(f"g{g}" for g in range(12))
+        assert await store.backlog("notify", "file") == 0
     finally:
         await store.close()

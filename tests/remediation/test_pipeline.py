@@ -187,9 +187,14 @@ async def test_one_run_per_target_at_a_time(
     body["alerts"].append(second)
     async with remediation_app(cfg) as (client, rt):
         await post(client, json.dumps(body).encode())
-        (refused,) = await wait_run(rt, "skipped")
         (done,) = await wait_run(rt, "succeeded")
-    assert refused.data["refusal"]["guard"] == "lock" and f"run #{done.id}" in refused.summary
+        records = await rt.store.audit_records()
+        runs = await rt.store.runs()
+    # Two alerts of one body for one target: one run; the other trigger is refused in the audit log.
+    assert [r.id for r in runs] == [done.id]
+    (refused,) = [json.loads(r.data) for r in records if r.event == "skipped"]
+    assert refused["guard"] == "lock" and f"run #{done.id}" in refused["reason"]
+    assert refused["fingerprints"] == ["f00dcafe00000002"] and refused["count"] == 1
     assert len(kube_standin.requests_to("/deployments/model-api", "PATCH")) == 1
 
 

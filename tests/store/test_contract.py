@@ -124,6 +124,43 @@ async def test_depth_and_prune(store: Store) -> None:
     assert await store.alert("a") is None
 
 
+def _labels(severity: str) -> dict[str, object]:
+    return {"alerts": [{"labels": {"alertname": "A", "severity": severity}}]}
+
+
+async def test_a_critical_item_is_claimed_before_a_backlog_of_warnings(store: Store) -> None:
+    """Priority lanes: outbox work about a critical alert goes first; order within a group is kept."""
+    await store.enqueue(b"{}", "g", T0)
+    (item,) = await store.claim_inbox("w", 10, 30, time.time())
+    warnings = [notify("file", f"w{i}", **_labels("warning")) for i in range(200)]
+    # The group "mixed" has a warning first, then a critical: the critical waits for it (group order).
+    late = [notify("file", "mixed", n=1, **_labels("warning")), notify("file", "mixed", n=2, **_labels("critical")),
+            notify("file", "crit", n=3, **_labels("critical"))]
+    await store.commit_inbox(item, "w", [seen("a")], lambda c: [*warnings, *late], 3600, time.time())
+    (first,) = await store.claim_outbox("notify", "w", 1, 30, time.time())
+    assert first.group_key == "crit" and first.priority == 0
+    batch = await store.claim_outbox("notify", "w", 10, 30, time.time())
+    assert [i.group_key for i in batch] == [f"w{i}" for i in range(10)]  # then the oldest warnings
+    everything = await store.claim_outbox("notify", "w", 1000, 30, time.time())
+    mixed = [i for i in everything if i.group_key == "mixed"]
+    assert [i.payload["n"] for i in mixed] == [1]  # the critical of "mixed" still waits behind its warning
+    assert await store.finish_outbox(mixed[0], "w", ok=True, now=time.time())
+    (then,) = await store.claim_outbox("notify", "w", 10, 30, time.time())
+    assert then.payload["n"] == 2 and then.priority == 0
+
+
+async def test_a_critical_body_is_claimed_before_a_backlog_of_warnings(store: Store) -> None:
+    """Priority lanes in the inbox: a critical body overtakes older warnings, but not its own group's bodies."""
+    for i in range(100):
+        await store.enqueue(f"w{i}".encode(), f"g{i}", T0, priority=2)
+    await store.enqueue(b"g0-critical", "g0", T0, priority=0)  # behind g0's warning: waits for it
+    await store.enqueue(b"critical", "new", T0, priority=0)
+    (first,) = await store.claim_inbox("w", 1, 30, time.time())
+    assert first.body == b"critical"
+    rest = await store.claim_inbox("w", 1000, 30, time.time())
+    assert [i.body for i in rest] == [f"w{i}".encode() for i in range(100)]
+
+
 async def test_a_request_is_remembered_once_until_its_window_ends(store: Store) -> None:
     """Replay protection: the first sighting of a key wins; the same key again is refused until ``keep_until``."""
     assert await store.remember_request("slack", "v0=abc", T0, T0 + 600)

@@ -152,3 +152,56 @@ async def test_a_steady_stream_of_appends_starves_no_other_work(db: SQLiteThread
         return bool(await db.call(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == arrivals + 1)
 
     await wait_for(all_in)  # the last arrivals are in before the fixture stops the thread
+
+
+async def test_a_slice_ends_after_its_time_budget(db: SQLiteThread, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long writes queued: an append arriving behind them waits for one budget's worth, not a whole slice."""
+    from alert_router.store import sqlite_thread
+
+    monkeypatch.setattr(sqlite_thread, "SLICE_SECONDS", 0.0)  # a slice ends after its first call
+    blocker, gate = await hold(db)
+    second_started, append_queued = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def write(conn: sqlite3.Connection, i: int) -> None:
+        if i == 1:  # hold the second write until the append is queued behind the rest
+            second_started.set()
+            append_queued.wait(10)
+        conn.execute("INSERT INTO w VALUES (?)", (i,))
+
+    writes = [asyncio.ensure_future(db.write(lambda c, i=i: write(c, i))) for i in range(SLICE)]
+    for i, f in enumerate(writes):
+        f.add_done_callback(lambda _, i=i: order.append(f"write{i}"))
+    await asyncio.sleep(0)
+    gate.set()
+    await blocker
+    await asyncio.get_running_loop().run_in_executor(None, second_started.wait, 10)
+    append = asyncio.ensure_future(db.append(ROWS, ("body",)))
+    append.add_done_callback(lambda _: order.append("append"))
+    await asyncio.sleep(0)  # queued
+    append_queued.set()
+    await asyncio.gather(*writes, append)
+    assert order.index("append") < order.index(f"write{SLICE - 1}"), order  # it overtook the writes still queued
+
+
+async def test_a_read_queued_after_writes_runs_outside_their_transaction(db: SQLiteThread) -> None:
+    """Some reads open a transaction of their own (a consistent snapshot): never inside a write group."""
+    blocker, gate = await hold(db)
+
+    def snapshot(conn: sqlite3.Connection) -> int:
+        conn.execute("BEGIN")
+        try:
+            return int(conn.execute("SELECT count(*) FROM w").fetchone()[0])
+        finally:
+            conn.execute("COMMIT")
+
+    writes = [asyncio.ensure_future(db.write(lambda c, i=i: c.execute("INSERT INTO w VALUES (?)", (i,)).rowcount))
+              for i in range(3)]
+    read = asyncio.ensure_future(db.call(snapshot))
+    later = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO w VALUES (9)").rowcount))
+    await asyncio.sleep(0)
+    gate.set()
+    await blocker
+    assert await asyncio.gather(*writes) == [1, 1, 1]
+    assert await read == 3  # it sees the writes queued before it, committed
+    assert await later == 1

@@ -213,4 +213,15 @@ MIGRATIONS: list[Migration] = [
         );
         """,
     ),
+    Migration(
+        6,
+        "priority lanes: claims walk one index in (priority, id) order (store/queues.py)",
+        """
+        ALTER TABLE inbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 2;
+        ALTER TABLE outbox ADD COLUMN priority INTEGER NOT NULL DEFAULT 2;
+        CREATE INDEX inbox_lane ON inbox (priority, id) WHERE status = 'pending';
+        DROP INDEX outbox_pending;
+        CREATE INDEX outbox_lane ON outbox (kind, priority, id) WHERE status = 'pending';
+        """,
+    ),
 ]
