@@ -20,6 +20,7 @@ from alert_router.configbase import ConfigModel
 from alert_router.durations import Duration
 from alert_router.enrich.settings import EnrichSettings
 from alert_router.errors import ConfigError, MatcherError, Problem
+from alert_router.graph.settings import GraphSettings
 from alert_router.matchers import Matcher, parse_matcher_list
 from alert_router.pipeline.throttle import StormConfig
 from alert_router.remediation.runbook import Runbook, load_runbook
@@ -119,6 +120,7 @@ class Settings(ConfigModel):
     postgres: PostgresConfig = PostgresConfig()  # pool and timeouts of a postgresql:// store (docs/replicas.md)
     links: LinksConfig = LinksConfig()
     enrich: EnrichSettings = EnrichSettings()
+    graph: GraphSettings = GraphSettings()  # a picture of the alert's metric in each page (docs/channels.md)
     log: LogConfig = LogConfig()
     dry_run: bool = True
     kubernetes: KubernetesConfig = KubernetesConfig()
@@ -174,6 +176,7 @@ class RuleModel(ConfigModel):
     runbooks: list[str] = Field(default_factory=list)
     continue_: bool = Field(default=False, alias="continue")
     enrich: EnrichSettings | None = None  # merged over the global `enrich:` (docs/enrichment.md)
+    graph: GraphSettings | None = None  # merged over the global `graph:`; `graph: null` turns pictures off
     escalate: EscalatePolicy | None = None  # unacked firing alerts go on to more receivers (docs/chat.md)
 
     @field_validator("match")

@@ -54,6 +54,9 @@ _No log lines for_ {{ entry.query|code(200) }}
 _Logs unavailable{% if entry.reason %}: {{ entry.reason|oneline|clip(200) }}{% endif %}_
 {% endif %}
 {% endfor %}
+{% for g in graphs if g.status != "ok" %}
+_Graph unavailable: {{ g.reason|oneline|clip(200) }}_
+{% endfor %}
 {% for r in runbook_runs %}
 ⚙️ Runbook {{ r.runbook|code(80) }}{% if r.dry_run %} (dry run){% endif %}: {{ r.status|bold }}{% if r.summary %} — {{ r.summary|oneline|clip(300) }}{% endif %}
 
@@ -114,6 +117,10 @@ Alertmanager left out {{ truncated_alerts }} more (max_alerts).
 <i>Logs unavailable{% if entry.reason %}: {{ entry.reason|oneline|clip(200) }}{% endif %}</i>
 {% endif %}
 {% endfor %}
+{% for g in graphs if g.status != "ok" %}
+
+<i>Graph unavailable: {{ g.reason|oneline|clip(200) }}</i>
+{% endfor %}
 {% for r in runbook_runs %}
 
 ⚙️ Runbook <code>{{ r.runbook|clip(80) }}</code>{% if r.dry_run %} (dry run){% endif %}: <b>{{ r.status }}</b>{% if r.summary %} — {{ r.summary|oneline|clip(300) }}{% endif %}
@@ -170,6 +177,15 @@ Logs unavailable{% if entry.reason %}: {{ entry.reason }}{% endif %}
 
 {% endif %}
 {% endfor %}
+{% for g in graphs %}
+{% if g.status == "ok" %}
+Graph: {{ g.title }}{% if g.describe %} (fires {{ g.describe }}){% endif %}, in the HTML part{% if g.url %} and at {{ g.url }}{% endif %}
+
+{% else %}
+Graph unavailable: {{ g.reason }}
+
+{% endif %}
+{% endfor %}
 {% for r in runbook_runs %}
 Runbook {{ r.runbook }}{% if r.dry_run %} (dry run){% endif %}: {{ r.status }}{% if r.summary %} - {{ r.summary }}{% endif %}
 
@@ -212,6 +228,13 @@ EMAIL_HTML = """\
 <p><i>No log lines for</i> <code>{{ entry.query }}</code></p>
 {% else %}
 <p><i>Logs unavailable{% if entry.reason %}: {{ entry.reason }}{% endif %}</i></p>
+{% endif %}
+{% endfor %}
+{% for g in graphs %}
+{% if g.status == "ok" %}
+<p><img src="cid:{{ g.cid }}" alt="{{ g.alt }}" width="{{ g.width }}" height="{{ g.height }}" style="max-width: 100%; height: auto;"></p>
+{% else %}
+<p><i>Graph unavailable: {{ g.reason }}</i></p>
 {% endif %}
 {% endfor %}
 {% for r in runbook_runs %}
