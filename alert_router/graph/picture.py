@@ -8,6 +8,7 @@ summarised (:func:`select`), and the title, legend and shading of the picture (:
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -125,7 +126,7 @@ def _band(rest: Sequence[Series]) -> PlotBand | None:
     return PlotBand(len(rest), tuple(times), tuple(min(points[t]) for t in times), tuple(max(points[t]) for t in times))
 
 
-def _legend(shown: Sequence[Series], title_labels: Mapping[str, str]) -> list[str]:
+def _legend(shown: Sequence[Series], title_labels: Mapping[str, str], name: str) -> list[str]:
     """Per series, the labels that tell it apart (or its key labels not already in the title)."""
     names = sorted({k for s in shown for k in s.labels if k not in IGNORED_LABELS})
     varying = [k for k in names if len({s.labels.get(k) for s in shown}) > 1]
@@ -135,7 +136,7 @@ def _legend(shown: Sequence[Series], title_labels: Mapping[str, str]) -> list[st
             pairs = [(k, s.labels[k]) for k in varying if k in s.labels]
         else:
             pairs = [(k, v) for k, v in key_labels(s.labels, 3) if title_labels.get(k) != v and k not in IGNORED_LABELS]
-        text = " ".join(f"{k}={v}" for k, v in pairs[:4]) or s.labels.get("__name__", "") or "value"
+        text = " ".join(f"{k}={v}" for k, v in pairs[:4]) or s.labels.get("__name__", "") or name
         out.append(text if len(text) <= 60 else text[:59] + "…")
     return out
 
@@ -161,7 +162,7 @@ def _common(alerts: Sequence[Alert]) -> dict[str, str]:
 
 
 def _one_line(text: str, limit: int) -> str:
-    text = " ".join(text.split())
+    text = re.sub(r"\s+\)", ")", re.sub(r"\(\s+", "(", " ".join(text.split())))
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -191,9 +192,8 @@ def build_spec(
     title, title_labels = title_of(target.alerts)
     mine = [s for s in series if belongs(s.labels, target.alerts)]
     shown, rest = select(mine, settings.max_series, query.op)
-    lines = tuple(
-        PlotLine(label, s.times, s.values) for s, label in zip(shown, _legend(shown, title_labels), strict=True)
-    )
+    labels = _legend(shown, title_labels, target.alerts[0].name)
+    lines = tuple(PlotLine(label, s.times, s.values) for s, label in zip(shown, labels, strict=True))
     moving = [s for s in thresholds if belongs(s.labels, target.alerts)] or list(thresholds)[:1]
     threshold_lines = tuple(PlotLine(f"threshold ({query.op})", s.times, s.values) for s in moving[:3])
     comparison = query.describe()
