@@ -143,6 +143,7 @@ class Picture:
     graph_id: str = ""
     path: str = ""
     error: str | None = None
+    kind: str = ""  # why there is none: prometheus, capped, render (a metric label)
 
 
 class _Metrics:
@@ -351,11 +352,12 @@ class GraphStage:
                     self._query(settings, query.threshold_query, start, end, step, firing),
                 )
                 if series.error:
-                    return Picture(error=series.error)
+                    return Picture(error=series.error, kind="prometheus")
                 self._phases[key] = "draw"
                 if not self._cap.take(settings.renders_per_minute):
                     self._metrics.renders.labels("capped").inc()
-                    return Picture(error=f"not drawn: more than {settings.renders_per_minute} pictures a minute")
+                    return Picture(error=f"not drawn: more than {settings.renders_per_minute} pictures a minute",
+                                   kind="capped")
                 spec = build_spec(target, settings, series.series, thresholds.series, series.start, series.end,
                                   resolved=not firing)
                 return await self._draw(spec)
@@ -370,7 +372,7 @@ class GraphStage:
         self._metrics.cache.labels("render", "hit" if hit else "miss").inc()
         picture = await asyncio.shield(got) if isinstance(got, asyncio.Task) else got
         if picture.error or not picture.graph_id:
-            self._metrics.missing.labels("error" if "Prometheus" in (picture.error or "") else "render").inc()
+            self._metrics.missing.labels(picture.kind or "render").inc()
             return _unavailable(target, picture.error or "no picture")
         describe = query.describe()
         title = f"{target.alerts[0].name}: {' '.join(query.series.split())}"
@@ -411,7 +413,7 @@ class GraphStage:
             except SourceError as exc:
                 self._metrics.queries.labels(exc.reason.value).inc()
                 log.warning("Prometheus query failed", query=query, reason=exc.reason.value, error=str(exc))
-                return QueryResult(start=start, end=end, error=f"Prometheus: {exc}")
+                return QueryResult(start=start, end=end, error=str(exc))
             self._metrics.queries.labels("ok").inc()
             return QueryResult(tuple(series), start, end)
 
@@ -428,7 +430,7 @@ class GraphStage:
         except Exception as exc:
             self._metrics.renders.labels("error").inc()
             log.exception("drawing a picture failed")
-            return Picture(error=f"drawing failed: {type(exc).__name__}")
+            return Picture(error=f"drawing failed: {type(exc).__name__}", kind="render")
         self._metrics.renders.labels("ok").inc()
         self._metrics.render_seconds.observe(rendered.seconds)
         return Picture(graph_id, str(path))
