@@ -197,7 +197,7 @@ def build_spec(
     moving = [s for s in thresholds if belongs(s.labels, target.alerts)] or list(thresholds)[:1]
     threshold_lines = tuple(PlotLine(f"threshold ({query.op})", s.times, s.values) for s in moving[:3])
     comparison = query.describe()
-    chars = max(40, (settings.width - 90) // 5)
+    chars = max(40, (settings.width - 90) // 6)  # about 6 pixels per character at 7.5 pt
     fires = f"  ·  fires {comparison}" if comparison else ""
     subtitle = _one_line(query.series, max(20, chars - len(fires))) + fires
     note = ""

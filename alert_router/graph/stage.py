@@ -12,7 +12,9 @@ Bounded like the Loki stage:
   5 s, so an unreachable Prometheus costs one attempt per 5 s, not one per group;
 * **one drawing per group state change**: pictures are cached by group and alert states for
   ``graph.render_ttl``, so the Slack, Telegram and email copies of one change, and retries, share one;
-* **at most ``graph.renders_per_minute`` drawings**: beyond it a notification goes without its picture;
+* **at most ``graph.renders_per_minute`` drawings**: beyond it a notification goes without its picture; and
+  none is queued behind more drawings than can finish within the timeout (it would only make the
+  notification wait the whole timeout and then go without it anyway);
 * **at most ``graph.timeout``** added to a notification: after that it goes without the picture and says
   why (the query and the drawing finish in the background and fill the caches).
 
@@ -143,7 +145,7 @@ class Picture:
     graph_id: str = ""
     path: str = ""
     error: str | None = None
-    kind: str = ""  # why there is none: prometheus, capped, render (a metric label)
+    kind: str = ""  # why there is none: prometheus, capped, busy, render (a metric label)
 
 
 class _Metrics:
@@ -238,6 +240,8 @@ class GraphStage:
         self._clients: dict[Hashable, PrometheusClient] = {}
         self._background: set[asyncio.Task[Any]] = set()
         self._phases: dict[str, str] = {}  # state key -> "draw" while a picture is being drawn
+        self._drawing = 0  # pictures queued or being drawn
+        self._render_seconds = 0.2  # moving average of one drawing, to tell a queue too deep to wait for
         self._metrics = _Metrics(metrics)
 
     # -- configuration ---------------------------------------------------------------------------
@@ -354,6 +358,11 @@ class GraphStage:
                 if series.error:
                     return Picture(error=series.error, kind="prometheus")
                 self._phases[key] = "draw"
+                backlog = self._drawing * self._render_seconds / max(1, settings.workers)
+                if backlog > settings.timeout:  # it would not be ready in time: say so now, do not queue it
+                    self._metrics.renders.labels("busy").inc()
+                    return Picture(error=f"not drawn: {self._drawing} pictures ahead (about {backlog:.0f}s)",
+                                   kind="busy")
                 if not self._cap.take(settings.renders_per_minute):
                     self._metrics.renders.labels("capped").inc()
                     return Picture(error=f"not drawn: more than {settings.renders_per_minute} pictures a minute",
@@ -424,13 +433,17 @@ class GraphStage:
 
     async def _draw(self, spec: PlotSpec) -> Picture:
         self.renders_started += 1
+        self._drawing += 1
         try:
             rendered = await self.pool.render(spec)
             graph_id, path = await asyncio.to_thread(self.files.save, rendered.png)
+            self._render_seconds = 0.8 * self._render_seconds + 0.2 * rendered.seconds
         except Exception as exc:
             self._metrics.renders.labels("error").inc()
             log.exception("drawing a picture failed")
             return Picture(error=f"drawing failed: {type(exc).__name__}", kind="render")
+        finally:
+            self._drawing -= 1
         self._metrics.renders.labels("ok").inc()
         self._metrics.render_seconds.observe(rendered.seconds)
         return Picture(graph_id, str(path))
