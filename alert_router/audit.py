@@ -7,6 +7,9 @@ edited (its hash no longer matches its content), removed (a gap in the sequence,
 points at a different record), reordered (sequence numbers out of order, or links that no longer
 line up) or cut off at the end (the stored head names a later record than the last one present).
 
+Every string in a record's data passes :func:`alert_router.scrub.scrub` before it is hashed, so no
+credential an upstream echoed (or a chat user typed) is kept.
+
 Pruning old records keeps the chain verifiable: the store remembers the sequence number and hash
 of the last pruned record (the *anchor*), which the first remaining record must link to.
 """
@@ -19,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from alert_router.scrub import LOG_CHARS, scrub
 
 GENESIS = "0" * 64
 """The ``prev_hash`` of the first record ever written."""
@@ -122,9 +127,20 @@ def record_hash(
     return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
+def _scrubbed(value: Any, depth: int = 0) -> Any:
+    """Every string of a record's data scrubbed (a safety net: upstream text is scrubbed where it enters)."""
+    if isinstance(value, str):
+        return scrub(value, LOG_CHARS, oneline=False)
+    if depth < 6 and isinstance(value, Mapping):
+        return {k: _scrubbed(v, depth + 1) for k, v in value.items()}
+    if depth < 6 and isinstance(value, list | tuple):
+        return [_scrubbed(v, depth + 1) for v in value]
+    return value
+
+
 def seal(entry: AuditEntry, seq: int, ts: float, prev_hash: str) -> AuditRecord:
     """Turn an entry into the record stored at ``seq`` after a record hashed ``prev_hash``."""
-    data = canonical_json(dict(entry.data))
+    data = canonical_json(_scrubbed(dict(entry.data)))
     digest = record_hash(prev_hash, seq, ts, entry.event, entry.runbook, entry.run_id, entry.target, entry.actor, data)
     return AuditRecord(seq, ts, entry.event, entry.runbook, entry.run_id, entry.target, entry.actor, data, prev_hash,
                        digest)

@@ -25,6 +25,7 @@ from alert_router.matchers import Matcher, parse_matcher_list
 from alert_router.pipeline.throttle import StormConfig
 from alert_router.remediation.runbook import Runbook, load_runbook
 from alert_router.remediation.settings import KubernetesConfig, RemediationConfig
+from alert_router.scrub import register_config
 from alert_router.store.pgsettings import PostgresConfig
 from alert_router.yamlfile import LineMap, YamlDocument, load_yaml
 
@@ -486,4 +487,6 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
         )
     if problems:
         raise ConfigError(problems)
-    return Config(settings, path, base, receivers, rules, default, runbooks, files, warnings)
+    config = Config(settings, path, base, receivers, rules, default, runbooks, files, warnings)
+    register_config(config)  # every secret it holds is scrubbed from upstream error text from now on
+    return config

@@ -27,6 +27,7 @@ from alert_router import __version__
 from alert_router.configbase import ConfigModel, secret
 from alert_router.durations import Duration
 from alert_router.errors import AlertRouterError, FailureReason
+from alert_router.scrub import scrub
 
 __all__ = ["BasicAuth", "SourceClient", "SourceError", "SourceSettings", "TLSOptions", "ssl_context"]
 
@@ -93,12 +94,15 @@ class SourceSettings(ConfigModel):
 
 
 class SourceError(AlertRouterError):
-    """A request failed; ``reason`` is the failure class, ``status`` the HTTP status when there was one."""
+    """A request failed; ``reason`` is the failure class, ``status`` the HTTP status when there was one.
+
+    The message may quote the source's answer and ends up in notifications: it is scrubbed when built.
+    """
 
     def __init__(self, reason: FailureReason, message: str, status: int | None = None) -> None:
         self.reason = reason
         self.status = status
-        super().__init__(message)
+        super().__init__(scrub(message))
 
 
 def ssl_context(verify: bool, ca_file: str | None, cert_file: str | None, key_file: str | None) -> ssl.SSLContext:

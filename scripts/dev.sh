@@ -48,14 +48,32 @@ setup() {
     echo "$want" >"$stamp"
 }
 
+# A uv at the version the dev lock pins: the venv's, else one installed (with its hashes) into a scratch venv.
+# Not `setup`: after a dependency was added to pyproject.toml, the venv cannot be built until the locks are.
+locked_uv() {
+    if [ -x "$VENV/bin/uv" ]; then
+        echo "$VENV/bin/uv"
+        return 0
+    fi
+    local tools
+    tools=${TMPDIR:-/tmp}/alert-router-$(grep -m1 -o '^uv==[^ ]*' "$DEV_LOCK")
+    if [ ! -x "$tools/bin/uv" ]; then
+        "$PYTHON" -m venv "$tools" >&2
+        awk '/^uv==/ {p = 1} p {print} p && !/\\$/ {exit}' "$DEV_LOCK" >"$tools/uv.lock"
+        bash scripts/install-locked.sh "$tools" "$tools/uv.lock" >&2
+    fi
+    echo "$tools/bin/uv"
+}
+
 lock() {
-    setup
+    local uv
+    uv=$(locked_uv)
     # --universal: one lock for every platform the image or a developer may use (markers where they differ);
     # without --upgrade the current pins are kept as preferences, so only what must move moves.
     local common=(--quiet --universal --python-version 3.11 --generate-hashes --custom-compile-command "scripts/dev.sh lock")
-    "$VENV/bin/uv" pip compile "${common[@]}" "$@" pyproject.toml -o "$RUNTIME_LOCK"
+    "$uv" pip compile "${common[@]}" "$@" pyproject.toml -o "$RUNTIME_LOCK"
     # The dev lock is constrained to the runtime lock, so the tests run exactly what the image ships.
-    "$VENV/bin/uv" pip compile "${common[@]}" "$@" --extra test -c "$RUNTIME_LOCK" pyproject.toml -o "$DEV_LOCK"
+    "$uv" pip compile "${common[@]}" "$@" --extra test -c "$RUNTIME_LOCK" pyproject.toml -o "$DEV_LOCK"
     setup
     git --no-pager diff --stat -- "$RUNTIME_LOCK" "$DEV_LOCK" 2>/dev/null || true
 }

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from alert_router.configbase import ConfigModel
 from alert_router.errors import AlertRouterError, FailureReason
 from alert_router.models import Notification
+from alert_router.scrub import scrub
 
 MessageRef = dict[str, Any]
 """What a channel needs to edit or thread onto a message it sent earlier (e.g. Slack channel and ``ts``)."""
@@ -24,7 +25,8 @@ class ChannelError(AlertRouterError):
     """A delivery attempt failed.
 
     ``retryable`` says whether trying again can help (5xx, timeouts, 429); ``retry_after`` is the wait the
-    platform asked for, in seconds, when it said so.
+    platform asked for, in seconds, when it said so. The message is scrubbed (:func:`alert_router.scrub.scrub`):
+    it may quote the platform, and it reaches audit records, logs and fallback notices.
     """
 
     def __init__(
@@ -38,7 +40,7 @@ class ChannelError(AlertRouterError):
         self.reason = reason
         self.retryable = retryable
         self.retry_after = retry_after
-        super().__init__(message)
+        super().__init__(scrub(message))
 
 
 @dataclass(frozen=True)

@@ -24,15 +24,19 @@ from alert_router.chat.settings import AlertmanagerApiConfig
 from alert_router.configbase import secret
 from alert_router.errors import AlertRouterError
 from alert_router.matchers import Matcher
+from alert_router.scrub import scrub
 
 
 class AlertmanagerError(AlertRouterError):
-    """An Alertmanager API call failed; ``status`` is the HTTP status when there was an answer."""
+    """An Alertmanager API call failed; ``status`` is the HTTP status when there was an answer.
+
+    The message may quote Alertmanager's answer and is shown in chat: it is scrubbed when built.
+    """
 
     def __init__(self, message: str, *, status: int | None = None, retryable: bool = False) -> None:
         self.status = status
         self.retryable = retryable
-        super().__init__(message)
+        super().__init__(scrub(message))
 
 
 def rfc3339(moment: datetime) -> str:

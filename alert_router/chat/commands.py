@@ -42,7 +42,13 @@ from alert_router.chat.settings import COMMANDS
 from alert_router.config import Config
 from alert_router.durations import format_duration, parse_duration
 from alert_router.errors import AlertRouterError, MatcherError, StoreUnavailable
-from alert_router.matchers import Matcher, MatchOp, format_matchers, matches_all, parse_matchers
+from alert_router.matchers import (
+    Matcher,
+    MatchOp,
+    format_matchers,
+    parse_matchers,
+    select_matching,
+)
 from alert_router.pipeline.route import route_labels
 from alert_router.remediation.runs import RunRecord
 from alert_router.render.context import SEVERITY_MARKERS, SEVERITY_ORDER, group_id, key_labels, short_id
@@ -594,7 +600,7 @@ class CommandService:
 
     async def _alerts(self, cmd: Command, principal: Principal) -> _Outcome:
         now = self.clock.now()
-        records = [a for a in await self.store.alerts("firing") if matches_all(cmd.matchers, a.labels)]
+        records = await select_matching(cmd.matchers, await self.store.alerts("firing"), lambda a: a.labels)
         where = f" matching {format_matchers(cmd.matchers)}" if cmd.matchers else ""
         if not records:
             return _Outcome(Reply(f"No firing alerts{where}."))

@@ -1,11 +1,10 @@
 """Enrichment: the Loki log lines that explain an alert, and links back to the evidence.
 
 Modules: :mod:`~alert_router.enrich.logql` (safe LogQL from a template and labels),
-:mod:`~alert_router.enrich.loki` (the ``query_range`` client), :mod:`~alert_router.enrich.redact`
-(secret masking), :mod:`~alert_router.enrich.links` (Grafana, Alertmanager, generator links),
-:mod:`~alert_router.enrich.settings` (the ``enrich:`` configuration) and
+:mod:`~alert_router.enrich.loki` (the ``query_range`` client), :mod:`~alert_router.enrich.links`
+(Grafana, Alertmanager, generator links), :mod:`~alert_router.enrich.settings` (the ``enrich:`` configuration) and
 :mod:`~alert_router.enrich.stage` (the stage the delivery worker calls before each send).
-See docs/enrichment.md.
+Log lines are masked with :mod:`alert_router.redact` before they leave. See docs/enrichment.md.
 """
 
 from __future__ import annotations

@@ -15,9 +15,15 @@ escaped for the string's role:
 * after ``=~``, ``!~`` or ``|~`` it is a regular expression: RE2 ``QuoteMeta`` first, then Go string
   escaping, so ``.*`` in a label value matches a literal dot and star.
 
-So no label value can end the string, add a matcher, or widen a regular expression. A template whose
-placeholders sit anywhere else (outside quotes, in a backtick string, in ``line_format``) is refused
-when the configuration is loaded.
+So no label value can end the string, add a matcher, or widen a regular expression. Which string a
+placeholder sits in is decided by walking the query's stages, not by the character before the quote: it
+may be the value of a stream matcher (``{app="{{ app }}"}``), of a label filter (``| app="{{ app }}"``,
+with ``and``/``or``/``,`` and parentheses) or of a line filter (``|= "{{ msg }}"``). A template with a
+placeholder anywhere else (outside quotes, in a backtick string, in a comment, in any parsing or
+formatting stage such as ``| json x="…"``, ``| label_format a="…"``, ``| line_format "…"``, whose
+strings Loki runs as Go templates or patterns) is refused when the configuration is loaded. Loki's own
+template syntax in those stages (``{{ .pod }}``, ``{{ __line__ }}``) is left alone: no alert value can
+reach it, so a label value such as ``{{ __line__ }}{{ .pod }}`` is only ever matched, never executed.
 
 Before a query is sent, :func:`check_selector` parses its stream selector and refuses one where every
 matcher accepts the empty string (Loki answers such a query with 400, and it would scan every stream).
@@ -60,6 +66,7 @@ MatchOp = Literal["=", "!=", "=~", "!~"]
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_BRACES = re.compile(r"\{\{(?:[^}\"]|\}(?!\}))*(?:\}\}|(?=\"|$))")
 _RE2_SPECIAL = re.compile(r"([\\.+*?()|\[\]{}^$])")
 _GO_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v", "\\": "\\", '"': '"'}
 
@@ -291,15 +298,236 @@ class _Slot:
     context: Context
 
 
-def _string_context(template: str, quote_pos: int) -> Context | None:
-    """The role of the string literal starting at ``quote_pos``, from the operator just before it."""
-    before = template[:quote_pos].rstrip()
-    for op, ctx in (("=~", "regex"), ("!~", "regex"), ("|~", "regex"), ("!=", "literal"), ("|=", "literal")):
-        if before.endswith(op):
-            return ctx  # type: ignore[return-value]
-    if before.endswith("=") and not before.endswith(("==", ">=", "<=")):
-        return "literal"
-    return None
+_STAGE_KEYWORDS = frozenset({
+    "json", "logfmt", "regexp", "pattern", "unpack", "line_format", "label_format", "decolorize", "drop", "keep",
+    "unwrap",
+})
+"""Pipeline stages that parse, format or rewrite; their strings are patterns or Go templates, never values."""
+
+_TEMPLATE_STAGES = frozenset({"line_format", "label_format"})
+_LINE_FILTERS: dict[str, Context | None] = {
+    "|=": "literal", "!=": "literal", "|~": "regex", "!~": "regex", "|>": None, "!>": None,
+}
+_LABEL_OPS: dict[str, Context | None] = {
+    "=": "literal", "!=": "literal", "=~": "regex", "!~": "regex",
+    "==": None, ">": None, ">=": None, "<": None, "<=": None,
+}
+_OPS = ("|=", "|~", "|>", "!=", "!~", "!>", "=~", "==", ">=", "<=", "=", ">", "<", "|", ",", "(", ")", "{", "}",
+        "[", "]")
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_OTHER = re.compile(r"[0-9.][0-9A-Za-z_.]*|\S")
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: Literal["str", "raw", "word", "op", "other"]
+    start: int
+    end: int
+    text: str
+
+
+def _tokens(source: str) -> list[_Token]:
+    """Split a template into LogQL tokens; strings stay whole, placeholders inside them untouched."""
+    out: list[_Token] = []
+    i, n = 0, len(source)
+    while i < n:
+        ch = source[i]
+        if ch in " \t\r\n":
+            i += 1
+        elif ch == "#":
+            nl = source.find("\n", i)
+            if "{{" in source[i : n if nl < 0 else nl]:
+                raise TemplateError("placeholders cannot be used in a comment")
+            i = n if nl < 0 else nl + 1
+        elif ch == "`":
+            end = source.find("`", i + 1)
+            if end < 0:
+                raise TemplateError(f"unterminated raw string at offset {i}")
+            out.append(_Token("raw", i, end + 1, source[i : end + 1]))
+            i = end + 1
+        elif ch == '"':
+            j = i + 1
+            while j < n and source[j] != '"':
+                if source[j] == "\n":
+                    raise TemplateError(f"unterminated string at offset {i}")
+                j += 2 if source[j] == "\\" else 1
+            if j >= n:
+                raise TemplateError(f"unterminated string at offset {i}")
+            out.append(_Token("str", i, j + 1, source[i : j + 1]))
+            i = j + 1
+        elif source.startswith("{{", i):
+            raise TemplateError(
+                'placeholders must be inside a double-quoted string, e.g. app="{{ app }}" '
+                f"(found one at offset {i})"
+            )
+        elif m := _WORD.match(source, i):
+            out.append(_Token("word", i, m.end(), m.group(0)))
+            i = m.end()
+        else:
+            op = next((o for o in _OPS if source.startswith(o, i)), None)
+            if op is not None:
+                out.append(_Token("op", i, i + len(op), op))
+                i += len(op)
+            else:
+                m = _OTHER.match(source, i)
+                assert m is not None  # \S matches any non-space character
+                out.append(_Token("other", i, m.end(), m.group(0)))
+                i = m.end()
+    return out
+
+
+@dataclass(frozen=True)
+class _Role:
+    """What a string literal is in the query: a matcher or filter value (``context``), or something else."""
+
+    context: Context | None
+    where: str
+    template: bool = False
+
+
+class _Classifier:
+    """Walks the tokens of a log query and tells, for each string literal, what role it plays.
+
+    Only three roles take placeholders: the value of a stream-selector matcher, of a label filter
+    (``| name op "value"``, chained with ``and``/``or``/``,`` and parentheses) and of a line filter
+    (``|= "x"``, ``!~ "y"``, ``or "z"``). Every other string, and everything after a token the walk
+    does not understand, is "something else": a placeholder there is refused.
+    """
+
+    def __init__(self, tokens: list[_Token]) -> None:
+        self.toks = tokens
+        self.i = 0
+        self.roles: dict[int, _Role] = {}
+
+    def peek(self, k: int = 0) -> _Token | None:
+        j = self.i + k
+        return self.toks[j] if j < len(self.toks) else None
+
+    def is_(self, text: str, k: int = 0) -> bool:
+        t = self.peek(k)
+        return t is not None and t.kind in ("op", "word") and t.text == text
+
+    def run(self) -> dict[int, _Role]:
+        try:
+            self._selector()
+            while self.peek() is not None:
+                self._stage()
+        except _Lost:
+            for t in self.toks[self.i :]:
+                if t.kind in ("str", "raw"):
+                    self.roles.setdefault(t.start, _Role(None, "a part of the query alert-router cannot classify"))
+        for t in self.toks:
+            if t.kind in ("str", "raw"):
+                self.roles.setdefault(t.start, _Role(None, "a part of the query alert-router cannot classify"))
+        return self.roles
+
+    def _value(self, context: Context | None, where: str, template: bool = False) -> None:
+        t = self.peek()
+        if t is None or t.kind not in ("str", "raw"):
+            raise _Lost
+        self.roles[t.start] = _Role(context if t.kind == "str" else None, where, template)
+        self.i += 1
+
+    def _selector(self) -> None:
+        if not self.is_("{"):
+            raise _Lost
+        self.i += 1
+        while not self.is_("}"):
+            name, op = self.peek(), self.peek(1)
+            if name is None or name.kind != "word" or op is None or op.text not in ("=", "!=", "=~", "!~"):
+                raise _Lost
+            self.i += 2
+            self._value(_LABEL_OPS[op.text], "a stream matcher")
+            if self.is_(","):
+                self.i += 1
+        self.i += 1
+
+    def _stage(self) -> None:
+        t = self.peek()
+        assert t is not None
+        if t.kind == "op" and t.text in _LINE_FILTERS:
+            self.i += 1
+            self._line_filter(_LINE_FILTERS[t.text], t.text)
+            while self.is_("or") and (nxt := self.peek(1)) is not None and nxt.kind in ("str", "raw"):
+                self.i += 1
+                self._value(_LINE_FILTERS[t.text], f"a `{t.text}` line filter")
+            return
+        if not self.is_("|"):
+            raise _Lost
+        self.i += 1
+        word = self.peek()
+        if word is not None and word.kind == "word" and word.text in _STAGE_KEYWORDS:
+            self.i += 1
+            self._keyword_stage(word.text)
+            return
+        self._label_filter()
+
+    def _line_filter(self, context: Context | None, op: str) -> None:
+        if self.is_("ip") and self.is_("(", 1):
+            self.i += 2
+            self._value(None, f"an ip() line filter after {op}")
+            if not self.is_(")"):
+                raise _Lost
+            self.i += 1
+            return
+        self._value(context, f"a `{op}` line filter" if context else f"a `{op}` pattern filter")
+
+    def _keyword_stage(self, keyword: str) -> None:
+        where = f"a `| {keyword}` stage"
+        template = keyword in _TEMPLATE_STAGES
+        while (t := self.peek()) is not None:
+            if t.kind == "op" and t.text in ("|", "|=", "|~", "|>"):
+                return
+            if t.kind == "op" and t.text in ("!=", "!~", "!>"):
+                prev = self.toks[self.i - 1]
+                if prev.kind != "word":  # after a value it starts a line filter; after a name it is a matcher
+                    return
+            if t.kind in ("str", "raw"):
+                self.roles[t.start] = _Role(None, where, template)
+            self.i += 1
+
+    def _label_filter(self) -> None:
+        while True:
+            if self.is_("("):
+                self.i += 1
+                self._label_filter()
+                if not self.is_(")"):
+                    raise _Lost
+                self.i += 1
+            else:
+                name, op = self.peek(), self.peek(1)
+                if name is None or name.kind != "word" or op is None or op.text not in _LABEL_OPS:
+                    raise _Lost
+                self.i += 2
+                value = self.peek()
+                if value is not None and value.kind in ("str", "raw"):
+                    self._value(_LABEL_OPS[op.text], f"a `{op.text}` label filter")
+                elif self.is_("ip") and self.is_("(", 1):
+                    self.i += 2
+                    self._value(None, "an ip() label filter")
+                    if not self.is_(")"):
+                        raise _Lost
+                    self.i += 1
+                elif value is not None and value.kind in ("other", "word"):
+                    self.i += 1  # a number, a duration or a byte size
+                else:
+                    raise _Lost
+            if self.is_("and") or self.is_("or") or self.is_(","):
+                self.i += 1
+                continue
+            return
+
+
+class _Lost(Exception):
+    """The walk met a token it does not understand; what follows is treated as unclassified."""
+
+
+def _refuse(name: str, role: _Role) -> TemplateError:
+    why = " (Loki runs that string as a Go template)" if role.template else ""
+    return TemplateError(
+        f"placeholder {{{{ {name} }}}} must be in the value of a matcher or filter (after =, !=, =~, !~, |=, |~); "
+        f"here it is in {role.where}{why}"
+    )
 
 
 @dataclass(frozen=True)
@@ -316,61 +544,39 @@ class QueryTemplate:
 
     @classmethod
     def compile(cls, source: str) -> QueryTemplate:
-        """Compile ``source``; raise :class:`TemplateError` saying what is wrong and where."""
+        """Compile ``source``; raise :class:`TemplateError` saying what is wrong and where.
+
+        Each string literal is classified by its place in the query (see :class:`_Classifier`). A
+        ``{{ name }}`` placeholder is accepted only in a matcher, label-filter or line-filter value.
+        In any other string (``line_format``, ``label_format``, ``json``, ``regexp``...) it is refused;
+        other ``{{ ... }}`` text there (``{{ .pod }}``, ``{{ __line__ }}``) is Loki's own template syntax
+        and is left alone, since no alert value can reach it.
+        """
+        tokens = _tokens(source)
+        roles = _Classifier(tokens).run()
         slots: list[_Slot] = []
-        i = 0
-        n = len(source)
-        while i < n:
-            ch = source[i]
-            if ch == "#":
-                nl = source.find("\n", i)
-                comment = source[i : n if nl < 0 else nl]
-                if "{{" in comment:
-                    raise TemplateError("placeholders cannot be used in a comment")
-                i = n if nl < 0 else nl + 1
-            elif ch == "`":
-                end = source.find("`", i + 1)
-                if end < 0:
-                    raise TemplateError(f"unterminated raw string at offset {i}")
-                if "{{" in source[i:end]:
-                    raise TemplateError(
-                        "placeholders cannot be used inside a `backtick` string (values could not be escaped); "
-                        'use double quotes: app="{{ app }}"'
-                    )
-                i = end + 1
-            elif ch == '"':
-                start = i
-                i += 1
-                while i < n and source[i] != '"':
-                    if source[i] == "\n":
-                        raise TemplateError(f"unterminated string at offset {start}")
-                    if source[i] == "\\":
-                        i += 2
-                        continue
-                    if source.startswith("{{", i):
-                        m = _PLACEHOLDER.match(source, i)
-                        if not m:
-                            raise TemplateError(f"malformed placeholder at offset {i}: write {{{{ label_name }}}}")
-                        ctx = _string_context(source, start)
-                        if ctx is None:
-                            raise TemplateError(
-                                f"placeholder {{{{ {m.group(1)} }}}} must be in the value of a matcher or filter "
-                                "(after =, !=, =~, !~, |=, |~)"
-                            )
-                        slots.append(_Slot(m.start(), m.end(), m.group(1), ctx))
-                        i = m.end()
-                        continue
-                    i += 1
-                if i >= n:
-                    raise TemplateError(f"unterminated string at offset {start}")
-                i += 1
-            elif source.startswith("{{", i):
-                raise TemplateError(
-                    'placeholders must be inside a double-quoted string, e.g. app="{{ app }}" '
-                    f"(found one at offset {i})"
-                )
-            else:
-                i += 1
+        for tok in tokens:
+            if tok.kind not in ("str", "raw"):
+                continue
+            role = roles[tok.start]
+            for m in _BRACES.finditer(source, tok.start, tok.end):
+                placeholder = _PLACEHOLDER.fullmatch(m.group(0))
+                ours = placeholder is not None and not placeholder.group(1).startswith("__")
+                if tok.kind == "raw":
+                    if ours:
+                        raise TemplateError(
+                            "placeholders cannot be used inside a `backtick` string (values could not be escaped); "
+                            'use double quotes: app="{{ app }}"'
+                        )
+                    continue
+                if role.context is None:
+                    if ours:
+                        assert placeholder is not None
+                        raise _refuse(placeholder.group(1), role)
+                    continue  # Go template syntax of a line_format/label_format: Loki's, not ours
+                if placeholder is None:
+                    raise TemplateError(f"malformed placeholder at offset {m.start()}: write {{{{ label_name }}}}")
+                slots.append(_Slot(m.start(), m.end(), placeholder.group(1), role.context))
         template = cls(source, tuple(slots))
         sample = template.render({name: "x" for name in template.placeholders}, {})
         try:

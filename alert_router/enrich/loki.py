@@ -21,6 +21,7 @@ import aiohttp
 
 from alert_router import __version__
 from alert_router.errors import AlertRouterError, FailureReason
+from alert_router.scrub import scrub
 
 __all__ = ["LokiClient", "LokiEntry", "LokiError", "LokiStream"]
 
@@ -29,12 +30,15 @@ MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
 class LokiError(AlertRouterError):
-    """A query failed; ``reason`` is the failure class, ``status`` the HTTP status when there was one."""
+    """A query failed; ``reason`` is the failure class, ``status`` the HTTP status when there was one.
+
+    The message may quote Loki's answer and ends up in notifications: it is scrubbed when built.
+    """
 
     def __init__(self, reason: FailureReason, message: str, status: int | None = None) -> None:
         self.reason = reason
         self.status = status
-        super().__init__(message)
+        super().__init__(scrub(message))
 
 
 @dataclass(frozen=True)

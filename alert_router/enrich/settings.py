@@ -17,8 +17,8 @@ from pydantic import Field, field_validator
 from alert_router.configbase import ConfigModel
 from alert_router.durations import Duration
 from alert_router.enrich.logql import DEFAULT_LABEL_MAP, DEFAULT_TEMPLATE, QueryTemplate, TemplateError
-from alert_router.enrich.redact import compile_pattern
 from alert_router.httpsource import BasicAuth, SourceSettings, TLSOptions
+from alert_router.redact import compile_pattern
 
 __all__ = ["EnrichLinks", "EnrichSettings", "LokiBasicAuth", "LokiSettings", "LokiTLS", "RedactSettings", "merge"]
 

@@ -41,10 +41,10 @@ from alert_router.enrich.links import (
 )
 from alert_router.enrich.logql import EmptyCompatibleSelector, LogQLError
 from alert_router.enrich.loki import LokiClient, LokiError, LokiStream
-from alert_router.enrich.redact import Redactor
 from alert_router.enrich.settings import EnrichSettings, LokiSettings, RedactSettings, merge
 from alert_router.metrics import Metrics
 from alert_router.models import Alert, Notification
+from alert_router.redact import Redactor
 
 if TYPE_CHECKING:
     from alert_router.config import Config, Rule
@@ -65,6 +65,8 @@ Status = Literal["ok", "empty", "unavailable"]
 NS = 1_000_000_000
 ERROR_CACHE_TTL = 5.0
 ELLIPSIS = "…"
+REDACT_MARGIN = 1024
+"""Characters past ``max_line_chars`` that are still redacted before a line is cut."""
 
 
 def settings_for_rule(config: Config, rule: Rule | None) -> EnrichSettings:
@@ -577,8 +579,11 @@ class EnrichmentStage:
         out: list[dict[str, str]] = []
         used = 0
         for ts, _, pod, line in reversed(merged):  # newest first while spending the budget
-            text = redactor(line)
-            if len(text) > loki.max_line_chars:
+            # Only what can be shown is redacted (with a margin, so a secret reaching into the cut is still
+            # recognised whole): a 256 KiB line costs what a short one does.
+            window = loki.max_line_chars + REDACT_MARGIN
+            text = redactor(line[:window])
+            if len(text) > loki.max_line_chars or len(line) > window:
                 text = text[: loki.max_line_chars - 1] + ELLIPSIS
             if out and used + len(text) > budget:
                 break

@@ -29,6 +29,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
 from alert_router.errors import AlertRouterError, FailureReason
 from alert_router.remediation.settings import KubernetesConfig, RetryConfig
+from alert_router.scrub import scrub
 
 log = structlog.get_logger("alert_router.remediation.kube")
 
@@ -41,7 +42,10 @@ RequestHook = Callable[[str, str, str], None]
 
 
 class KubeError(AlertRouterError):
-    """A Kubernetes request failed: why (:class:`FailureReason`), the HTTP status, and whether to retry."""
+    """A Kubernetes request failed: why (:class:`FailureReason`), the HTTP status, and whether to retry.
+
+    The message may quote the API server and is posted back to chat: it is scrubbed when built.
+    """
 
     def __init__(
         self,
@@ -53,7 +57,7 @@ class KubeError(AlertRouterError):
         retryable: bool = False,
         retry_after: float | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(scrub(message))
         self.reason = reason
         self.status = status
         self.k8s_reason = k8s_reason

@@ -1,7 +1,8 @@
 """Templates in runbooks: Jinja2 in a sandbox, with undefined names as errors.
 
 Runbook values such as ``"{{ labels.namespace }}"`` are rendered from the alert. Templates are checked
-when the configuration loads (syntax, and only known variables), and rendered at run time with
+when the configuration loads (syntax, only known variables, and no access the sandbox would refuse, such as
+``__class__``: :mod:`alert_router.sandbox`), and rendered at run time with
 :class:`jinja2.StrictUndefined`, so a missing label is an error, never an empty string.
 
 Variables: ``labels``, ``annotations``, ``alert`` (``name``, ``status``, ``fingerprint``,
@@ -18,6 +19,8 @@ from typing import Any
 
 from jinja2 import StrictUndefined, TemplateError, meta, nodes
 from jinja2.sandbox import SandboxedEnvironment
+
+from alert_router.sandbox import unsafe_accesses
 
 CONDITION_VARS = frozenset({"labels", "annotations", "alert", "runbook"})
 """Variables available in ``when:`` and ``target:``."""
@@ -44,12 +47,21 @@ def check_template(text: str, allowed: frozenset[str] = STEP_VARS) -> None:
         ast = _ENV.parse(text)
     except TemplateError as exc:
         raise TemplateProblem(f"invalid template {text!r}: {exc}") from None
+    _refuse_unsafe(ast, f"template {text!r}")
     unknown = meta.find_undeclared_variables(ast) - allowed
     if unknown:
         raise TemplateProblem(
             f"template {text!r} uses unknown variable(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(sorted(allowed))}"
         )
+
+
+def _refuse_unsafe(ast: nodes.Template, what: str) -> None:
+    unsafe = unsafe_accesses(_ENV, ast)
+    if unsafe:
+        line, problem = unsafe[0]
+        where = f" (line {line})" if line > 1 else ""
+        raise TemplateProblem(f"{what}{where}: {problem} (templates render in a sandbox)")
 
 
 def check_condition(text: str) -> None:
@@ -61,6 +73,7 @@ def check_condition(text: str) -> None:
         raise TemplateProblem(f"invalid condition {text!r}: {exc}") from None
     if not any(isinstance(n, nodes.Output) for n in ast.body):  # pragma: no cover - parse guarantees it
         raise TemplateProblem(f"invalid condition {text!r}")
+    _refuse_unsafe(ast, f"condition {text!r}")
     unknown = meta.find_undeclared_variables(ast) - CONDITION_VARS
     if unknown:
         raise TemplateProblem(

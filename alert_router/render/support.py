@@ -9,6 +9,7 @@ from pydantic import SecretStr, ValidationInfo
 
 from alert_router.models import Notification
 from alert_router.render.templates import Dialect, check_template
+from alert_router.scrub import scrub
 
 TEMPLATE_ERRORS_KEY = "template_errors"
 """``notification.extra`` key under which a channel reports templates that failed and fell back."""
@@ -61,8 +62,5 @@ def report_template_errors(notification: Notification, errors: list[str]) -> Non
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """Replace every non-empty secret in ``text`` with ``***``."""
-    for s in secrets:
-        if s and len(s) >= 4:
-            text = text.replace(s, "***")
-    return text
+    """Scrub ``text`` (:func:`alert_router.scrub.scrub`), also of this channel's own ``secrets``."""
+    return scrub(text, None, extra=secrets)

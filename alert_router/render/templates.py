@@ -10,7 +10,8 @@
 A user template replaces a channel's default. If it fails while rendering (an exception, a sandbox
 violation, output the channel cannot use) the default is rendered instead, the failure is logged and
 reported to the caller so it can be counted: the notification is never dropped because of a template.
-Syntax errors are found earlier, by ``alert-router check`` (:func:`check_template`).
+Syntax errors and attribute access the sandbox would refuse (``__class__``, ``__globals__``...) are found
+earlier, by ``alert-router check`` (:func:`check_template`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from markupsafe import Markup
 
 from alert_router.render import escape as esc
 from alert_router.render.context import format_duration
+from alert_router.sandbox import unsafe_accesses
 
 log = structlog.get_logger("alert_router.render")
 
@@ -138,11 +140,21 @@ def environment(dialect: Dialect) -> SandboxedEnvironment:
 
 
 def check_template(source: str, dialect: Dialect) -> str:
-    """Compile ``source``; raise ``ValueError`` naming the line of a syntax error. Returns ``source``."""
+    """Compile ``source`` and return it; raise ``ValueError`` naming the line of a problem.
+
+    Problems are syntax errors and accesses the sandbox would refuse while rendering (``__class__``,
+    ``__globals__``, ``|attr("__mro__")``...).
+    """
+    env = environment(dialect)
     try:
-        environment(dialect).from_string(source)
+        ast = env.parse(source)
+        env.from_string(source)
     except TemplateSyntaxError as exc:
         raise ValueError(f"template syntax error on line {exc.lineno}: {exc.message}") from None
+    unsafe = unsafe_accesses(env, ast)
+    if unsafe:
+        line, what = unsafe[0]
+        raise ValueError(f"template line {line}: {what} (templates render in a sandbox)")
     return source
 
 

@@ -64,6 +64,29 @@ def test_problems_name_the_line(tmp_path: Path, receiver: str, message: str) -> 
     assert any(message in p and p.startswith(f"{path}:") for p in found), found
 
 
+@pytest.mark.parametrize(
+    ("receiver", "reaches"),
+    [
+        ("slack: {token: x, channel: '#a', template: '{{ alerts.__class__.__mro__ }}'}", "alerts.__class__"),
+        ("telegram: {token: '1:a', chat_id: 5, template: \"{{ (title|attr('__class__')) }}\"}", "__class__"),
+        ("email: {from: a@b, to: c@d, subject_template: '{{ cycler.__init__.__globals__ }}'}", "cycler.__init__"),
+        ("email: {from: a@b, to: c@d, template: \"{{ labels['__globals__'] }}\"}", "__globals__"),
+        ("webhook: {url: 'http://x', template: '{\"a\": {{ \"{0.__class__}\".format(title) }}}'}", "format string"),
+        ("webhook: {url: 'http://x', template: \"{% include 'secrets' %}\"}", "include"),
+    ],
+)
+def test_templates_reaching_private_attributes_are_refused_by_check_with_file_and_line(
+    tmp_path: Path, receiver: str, reaches: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alert_router.cli import main
+
+    path = config(tmp_path, f"  - name: r\n    {receiver}\n")
+    assert main(["check", "--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    (problem,) = [ln for ln in out.splitlines() if ln.startswith(f"{path}:6:")]
+    assert "template line 1:" in problem and reaches in problem, problem
+
+
 def test_shipped_config_routes_by_severity_with_people_receivers_off() -> None:
     """alert-router check passes with no secrets; critical → slack, telegram, email; warning → slack; all → file."""
     cfg = load(ROOT / "alert-router.yaml", {})

@@ -152,3 +152,81 @@ def test_unquote_rejects_what_loki_rejects() -> None:
         with pytest.raises(LogQLError):
             unquote_string(bad)
     assert unquote_string("`a\\b`") == ("a\\b", 5)
+
+
+# --------------------------------------------------------------------------- placeholders and pipeline stages
+
+SEL = '{namespace="{{ namespace }}"}'
+
+
+@pytest.mark.parametrize(
+    ("stage", "where"),
+    [
+        ('| label_format shown="{{ app }}"', "`| label_format` stage (Loki runs that string as a Go template)"),
+        ('| json x="{{ app }}"', "`| json` stage"),
+        ('| logfmt x="{{ app }}"', "`| logfmt` stage"),
+        ('| logfmt | line_format "{{ app }}"', "`| line_format` stage (Loki runs that string as a Go template)"),
+        ('| line_format "{{ .pod }} {{app}}"', "`| line_format` stage"),
+        ('| drop level="{{ app }}"', "`| drop` stage"),
+        ('| keep pod="{{ app }}"', "`| keep` stage"),
+        ('| regexp "(?P<x>{{ app }})"', "`| regexp` stage"),
+        ('| pattern "<_> {{ app }}"', "`| pattern` stage"),
+        ('|> "<_> {{ app }}"', "`|>` pattern filter"),
+        ('|= ip("{{ app }}")', "ip() line filter"),
+        ('| json | status == "{{ app }}"', "`==` label filter"),
+        ('| json != "{{ app }}"', "`| json` stage"),  # ambiguous to a reader: refused rather than guessed
+        ('[5m] "{{ app }}"', "cannot classify"),
+    ],
+)
+def test_placeholders_outside_matcher_and_filter_values_are_refused(stage: str, where: str) -> None:
+    with pytest.raises(TemplateError, match="must be in the value of a matcher or filter") as info:
+        QueryTemplate.compile(f"{SEL} {stage}")
+    assert where in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("template", "slots"),
+    [
+        (f'{SEL} | app="{{{{ app }}}}"', [("namespace", "literal"), ("app", "literal")]),
+        (
+            f'{SEL} | json | app="{{{{ app }}}}" and (pod=~"{{{{ pod }}}}-.*" or level!="{{{{ lvl }}}}")'
+            f' | line_format "{{{{.msg}}}}" |= "{{{{ app }}}}" or "{{{{ pod }}}}"',
+            [("namespace", "literal"), ("app", "literal"), ("pod", "regex"), ("lvl", "literal"),
+             ("app", "literal"), ("pod", "literal")],
+        ),
+        (f'{SEL} | logfmt | duration > 10s, status >= 400 | app!~"{{{{ app }}}}"',
+         [("namespace", "literal"), ("app", "regex")]),
+        (f'{SEL} | line_format "x" != "{{{{ app }}}}"', [("namespace", "literal"), ("app", "literal")]),
+        # Loki's own template syntax in a formatting stage is not a placeholder and is left to Loki
+        (f'{SEL} | logfmt | line_format "{{{{ .pod }}}}: {{{{ __line__ }}}}"', [("namespace", "literal")]),
+        (f"{SEL} | line_format `{{{{.msg | ToUpper}}}}`", [("namespace", "literal")]),
+    ],
+)
+def test_placeholders_in_matcher_label_filter_and_line_filter_values_are_accepted(
+    template: str, slots: list[tuple[str, str]]
+) -> None:
+    assert [(s.name, s.context) for s in QueryTemplate.compile(template).slots] == slots
+
+
+GO_TEMPLATE_VALUES = [
+    "{{ __line__ }}{{ .pod }}",
+    '"} | line_format "{{ __line__ }}{{ .pod }}',
+    '" | label_format x="{{ .pod }}',
+    '`} | line_format `{{.pod}}',
+    '") | line_format "{{.pod}}" |= ("',
+]
+
+
+@pytest.mark.parametrize("value", GO_TEMPLATE_VALUES)
+def test_label_values_that_look_like_go_templates_stay_values(value: str) -> None:
+    """Loki (the stand-in's grammar) sees only the intended matchers and filters: no formatting stage appears,
+    so nothing of the alert reaches Loki's template engine."""
+    template = '{namespace="{{ ns }}", app=~"{{ app }}"} | pod="{{ pod }}" and team!~"{{ team }}" |= "{{ msg }}"'
+    labels = {"ns": value, "app": value, "pod": value, "team": value, "msg": value}
+    query = QueryTemplate.compile(template).build(labels, {})
+    parsed = parse_logql(query)  # raises LogQLUnsupported if a line_format/label_format stage had appeared
+    assert [(m.name, m.op, m.value) for m in parsed.matchers] == [("namespace", "=", value),
+                                                                 ("app", "=~", quote_meta(value))]
+    assert [(m.name, m.op, m.value) for m in parsed.label_filters] == [("pod", "=", value),
+                                                                      ("team", "!~", quote_meta(value))]
+    assert [(f.op, f.value) for f in parsed.filters] == [("|=", value)]

@@ -109,6 +109,7 @@ rules:
         ("labels: {app: ['bad-name']}", "not a label name"),
         ("bearer_token: x\n    basic_auth: {username: u, password: p}", "either bearer_token or basic_auth"),
         ('query: \'{app="x"} | line_format "{{ app }}"\'', "value of a matcher or filter"),
+        ('query: \'{app="x"} | json x="{{ app }}"\'', "here it is in a `| json` stage"),
         ("frobnicate: 1", "unknown key"),
     ],
 )
@@ -116,6 +117,27 @@ def test_invalid_loki_settings_are_problems(tmp_path: Path, loki: str, message: 
     body = f"enrich:\n  loki:\n    {loki}\n"
     problems = _problems(tmp_path, body)
     assert any(message in p for p in problems), problems
+
+
+def test_check_refuses_a_placeholder_in_a_formatting_stage_with_file_and_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rules = """\
+rules:
+  - name: r
+    match: []
+    receivers: [file]
+    enrich:
+      loki:
+        query: '{namespace="{{ namespace }}"} | label_format shown="{{ app }}"'
+"""
+    path = write_config(tmp_path, "", rules=rules)
+    assert main(["check", "--config", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{tmp_path / 'rules' / 'rules.yaml'}:7: rules.0.enrich.loki.query: invalid LogQL template: " in out
+    assert "here it is in a `| label_format` stage" in out
+    with pytest.raises(ConfigError, match="label_format"):
+        load(path, {})
 
 
 def test_invalid_redaction_pattern_is_a_problem(tmp_path: Path) -> None:

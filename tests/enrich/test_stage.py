@@ -16,9 +16,9 @@ from structlog.testing import capture_logs
 
 from alert_router.config import Config
 from alert_router.enrich.logql import escape_string, quote_meta
-from alert_router.enrich.redact import MASK
 from alert_router.enrich.stage import EnrichmentStage, rfc3339_ns
 from alert_router.metrics import Metrics
+from alert_router.redact import MASK
 from tests.enrich.support import NS, alert, enrich_config, notification, ns
 from tests.standins.loki import LokiStandin, parse_logql
 

@@ -65,6 +65,34 @@ steps:
   - action: notify
     message: "restarting {{ lables.deployment }}"
 """, 7, "unknown variable(s) lables"),
+    "template-reaches-dunder": ("""\
+name: template-reaches-dunder
+match: ['alertname="X"']
+target: {kind: Deployment, namespace: prod, name: model-api}
+guards: {allowed_namespaces: [prod]}
+steps:
+  - action: notify
+    message: "{{ labels.__class__.__mro__ }}"
+""", 7, "`labels.__class__` reaches '__class__', which the sandbox refuses"),
+    "template-attr-filter": ("""\
+name: template-attr-filter
+match: ['alertname="X"']
+target: {kind: Deployment, namespace: prod, name: model-api}
+guards: {allowed_namespaces: [prod]}
+steps:
+  - action: http
+    url: "http://127.0.0.1:9/hook"
+    body: "{{ (alert|attr('__init__')).__globals__ }}"
+""", 8, "which the sandbox refuses"),
+    "when-reaches-globals": ("""\
+name: when-reaches-globals
+match: ['alertname="X"']
+when: "{{ runbook.__init__.__globals__ is defined }}"
+target: {kind: Deployment, namespace: prod, name: model-api}
+guards: {allowed_namespaces: [prod]}
+steps:
+  - action: rollout_restart
+""", 3, "which the sandbox refuses"),
     "bad-when": ("""\
 name: bad-when
 match: ['alertname="X"']

@@ -12,10 +12,13 @@ depends on:
 * The LogQL stream selector is parsed for real: ``=``, ``!=``, ``=~``, ``!~`` with Go double-quoted
   strings (backslash escapes) or backtick raw strings; label regexes are fully anchored like
   Prometheus matchers, line-filter regexes are not. Line filters ``|=``, ``!=``, ``|~``, ``!~``
-  follow. A syntax error answers 400 ``parse error at line 1, col N: ...`` as ``text/plain``; a
-  selector whose every matcher accepts the empty string answers Loki's 400 for that.
-* Valid LogQL the stand-in does not model (parsers such as ``| json``, label filters, metric
-  queries) answers 501 so a test fails loudly instead of silently getting nothing.
+  and string label filters ``| name op "value"`` (``and`` or ``,`` between them; without a parser
+  stage they test the stream's labels, as in Loki) follow. A syntax error answers 400
+  ``parse error at line 1, col N: ...`` as ``text/plain``; a selector whose every matcher accepts
+  the empty string answers Loki's 400 for that.
+* Valid LogQL the stand-in does not model (parsers such as ``| json``, formatting stages such as
+  ``| line_format``, ``or`` in label filters, metric queries) answers 501 so a test fails loudly
+  instead of silently getting nothing.
 
 Every request to the query endpoint is recorded in :attr:`LokiStandin.queries` (exact LogQL,
 params, headers) before any check, so tests can assert on what arrived and count queries.
@@ -99,10 +102,11 @@ class LogQuery:
 
     matchers: tuple[LabelMatcher, ...]
     filters: tuple[LineFilter, ...]
+    label_filters: tuple[LabelMatcher, ...] = ()
 
     def selects(self, labels: Mapping[str, str]) -> bool:
-        """Tell whether a stream with these labels is selected."""
-        return all(m.matches(labels.get(m.name, "")) for m in self.matchers)
+        """Tell whether a stream with these labels is selected (and passes the label filters)."""
+        return all(m.matches(labels.get(m.name, "")) for m in self.matchers + self.label_filters)
 
     def keeps(self, line: str) -> bool:
         """Tell whether a line passes every line filter."""
@@ -151,6 +155,10 @@ _METRIC_WORDS = {
     "vector",
     "label_replace",
 }
+
+
+_STAGE_WORDS = {"json", "logfmt", "regexp", "pattern", "unpack", "line_format", "label_format", "decolorize", "drop",
+                "keep", "unwrap"}
 
 
 class _Parser:
@@ -276,7 +284,10 @@ class _Parser:
             raise self._unexpected()
         matchers = self.selector()
         filters: list[LineFilter] = []
+        label_filters: list[LabelMatcher] = []
         while not self.at_end():
+            if self.label_filter(label_filters):
+                continue
             op = self._filter_op()
             if op is None:
                 if self.text.startswith("|", self.pos) or self.text.startswith("[", self.pos):
@@ -289,7 +300,33 @@ class _Parser:
                 except re.error as exc:
                     raise LogQLParseError(f"parse error : error parsing regexp: {exc}") from None
             filters.append(LineFilter(op, value))
-        return LogQuery(tuple(matchers), tuple(filters))
+        return LogQuery(tuple(matchers), tuple(filters), tuple(label_filters))
+
+    def label_filter(self, out: list[LabelMatcher]) -> bool:
+        """Parse ``| name op "value" (and|, name op "value")*`` into ``out``; False when not at one."""
+        self.skip_ws()
+        m = re.compile(r"\|\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=(?!=))").match(self.text, self.pos)
+        if not m or m.group(1) in _STAGE_WORDS:
+            return False
+        self.pos = m.start(1)
+        while True:
+            name = self.identifier()
+            self.skip_ws()
+            op = next((o for o in ("=~", "!~", "!=", "=") if self.text.startswith(o, self.pos)), None)
+            if op is None or self.text.startswith("==", self.pos):
+                raise LogQLUnsupported(f"label filter at col {self._col()[1]} is not implemented by the stand-in")
+            self.pos += len(op)
+            value = self.string()
+            out.append(LabelMatcher(name, op, value))  # type: ignore[arg-type]
+            if self.take(","):
+                continue
+            self.skip_ws()
+            if re.compile(r"and\b").match(self.text, self.pos):
+                self.pos += 3
+                continue
+            if re.compile(r"or\b").match(self.text, self.pos):
+                raise LogQLUnsupported("'or' in label filters is not implemented by the stand-in")
+            return True
 
     def _filter_op(self) -> FilterOp | None:
         self.skip_ws()

@@ -22,6 +22,7 @@ from alert_router.durations import Duration
 from alert_router.errors import AlertRouterError, FailureReason
 from alert_router.remediation.kube import KubeError, KubeSession
 from alert_router.remediation.settings import RetryConfig
+from alert_router.scrub import scrub
 
 if TYPE_CHECKING:
     from alert_router.store.base import NewOutboxItem, Store
@@ -64,10 +65,13 @@ class Target:
 
 
 class StepFailed(AlertRouterError):
-    """A step did not do what it should; ``reason`` is a :class:`FailureReason`."""
+    """A step did not do what it should; ``reason`` is a :class:`FailureReason`.
+
+    The message may quote an upstream (an http step's receiver) and is audited and posted: it is scrubbed.
+    """
 
     def __init__(self, reason: FailureReason, message: str, result: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message)
+        super().__init__(scrub(message))
         self.reason = reason
         self.result = dict(result or {})
 
