@@ -189,3 +189,22 @@ async def test_no_expression_and_digests(prometheus: tuple[FakePrometheus, str],
         assert "graphs" not in digest.extra
     finally:
         await stage.aclose()
+
+
+async def test_public_links_feed_pagerduty_images(prometheus: tuple[FakePrometheus, str], tmp_path: Path) -> None:
+    """With graph.public_url, each picture has a link, and extra["images"] carries it as PagerDuty takes it."""
+    from alert_router.channels.pagerduty import https_images
+
+    _, url = prometheus
+    cfg = config(tmp_path, url, public_url="https://ar.example.com")
+    stage = GraphStage(cfg, files=GraphFiles(tmp_path / "graphs", public_url="https://ar.example.com"))
+    try:
+        n = notification(1)
+        await stage(n)
+        (entry,) = n.extra["graphs"]
+        assert entry["url"] == f"https://ar.example.com/graphs/{entry['id']}.png"
+        (image,) = https_images(n.extra["images"])
+        assert image["src"] == entry["url"] and image["href"].startswith("http://prom:9090/graph?")
+        assert image["alt"] == "Graph of HighModelLatency, fires > 500 ms"
+    finally:
+        await stage.aclose()
