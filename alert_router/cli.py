@@ -128,17 +128,25 @@ def cmd_route_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labels(items: Sequence[str]) -> dict[str, str] | None:
+    """``LABEL=VALUE`` arguments as a dict; ``None`` (after saying why) for a malformed one."""
+    labels: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"error: labels are LABEL=VALUE, got {item!r}", file=sys.stderr)
+            return None
+        labels[name] = value
+    return labels
+
+
 def cmd_graph(args: argparse.Namespace) -> int:
     """Draw the picture a page for an alert with these labels would carry, into ``--out``."""
     from alert_router.graph.command import graph_command
 
-    labels: dict[str, str] = {}
-    for item in args.labels:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            print(f"error: labels are LABEL=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        labels[name] = value
+    labels = _labels(args.labels)
+    if labels is None:
+        return 2
     config = _load_or_report(args)
     if config is None:
         return 1

@@ -34,6 +34,21 @@ __all__ = ["BasicAuth", "SourceClient", "SourceError", "SourceSettings", "TLSOpt
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
+def check_base_url(value: str, key: str, note: str = "") -> str:
+    """A configured base URL: empty, or ``http(s)://HOST[:PORT][/PATH]`` without a trailing slash."""
+    value = value.strip()
+    if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
+        raise ValueError(f"{key} must be http(s)://HOST[:PORT][/PATH], got {value!r} {note}".rstrip())
+    return value.rstrip("/")
+
+
+def check_timeout(value: float) -> float:
+    """A timeout of more than 0 s and at most 60 s."""
+    if not 0 < value <= 60:
+        raise ValueError("timeout must be more than 0s and at most 60s")
+    return value
+
+
 class BasicAuth(ConfigModel):
     """Basic credentials for the proxy in front of a data source."""
 
@@ -68,17 +83,12 @@ class SourceSettings(ConfigModel):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
-        value = value.strip()
-        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
-            raise ValueError(f"url must be http(s)://HOST[:PORT][/PATH], got {value!r} (empty disables it)")
-        return value.rstrip("/")
+        return check_base_url(value, "url", "(empty disables it)")
 
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: float) -> float:
-        if not 0 < value <= 60:
-            raise ValueError("timeout must be more than 0s and at most 60s")
-        return value
+        return check_timeout(value)
 
     @model_validator(mode="after")
     def _one_auth(self) -> Self:

@@ -37,9 +37,9 @@ from alert_router.graph.files import GraphFiles
 from alert_router.graph.pool import RenderPool
 from alert_router.graph.stage import GraphStage
 from alert_router.models import Alert, Notification
-from tests.e2e.test_graph_e2e import serve
 from tests.graph.data import Exporter, ModelData, backfill
 from tests.graph.test_render import latency_spec
+from tests.loopback import serve
 from tests.procs.prometheus import Prometheus
 
 REPO = Path(__file__).resolve().parents[1]

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from alert_router.errors import FailureReason
 from alert_router.httpsource import SourceClient, SourceError, SourceSettings
+from tests.loopback import serve
 
 
 class Server:
@@ -33,16 +34,11 @@ class Server:
 @pytest.fixture
 async def server() -> AsyncIterator[tuple[Server, str]]:
     s = Server()
-    runner = web.AppRunner(s.app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield s, f"http://{host}:{port}"
-    finally:
-        s.stall.set()
-        await runner.cleanup()
+    async with serve(s.app) as url:
+        try:
+            yield s, url
+        finally:
+            s.stall.set()  # before the server stops: it waits for its handlers
 
 
 async def get(url: str, **settings: Any) -> Any:

@@ -8,7 +8,6 @@ while ``graph.prometheus.url`` is empty, so the embedded default needs no Promet
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator
@@ -17,7 +16,7 @@ from alert_router.configbase import ConfigModel
 from alert_router.durations import Duration
 from alert_router.enrich.settings import merge
 from alert_router.graph.promql import PromQLError, analyse
-from alert_router.httpsource import SourceSettings
+from alert_router.httpsource import SourceSettings, check_base_url, check_timeout
 
 if TYPE_CHECKING:
     from alert_router.config import Config, Rule
@@ -70,17 +69,12 @@ class GraphSettings(ConfigModel):
     @field_validator("timeout")
     @classmethod
     def _timeout(cls, value: float) -> float:
-        if not 0 < value <= 60:
-            raise ValueError("timeout must be more than 0s and at most 60s")
-        return value
+        return check_timeout(value)
 
     @field_validator("public_url")
     @classmethod
     def _public_url(cls, value: str) -> str:
-        value = value.strip()
-        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
-            raise ValueError(f"public_url must be http(s)://HOST[:PORT][/PATH], got {value!r}")
-        return value.rstrip("/")
+        return check_base_url(value, "public_url")
 
     @field_validator("query")
     @classmethod

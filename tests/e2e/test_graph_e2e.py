@@ -14,25 +14,25 @@ message still goes out, without a picture, saying why.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
 import signal
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession
 
 from alert_router.app import build_app
 from alert_router.appkeys import RUNTIME
 from alert_router.config import load
 from tests.graph.data import AFTER_DRIFT, AFTER_P95, BEFORE_DRIFT, BEFORE_P95, Exporter, ModelData, backfill
 from tests.graph.pixels import check_picture
+from tests.loopback import serve
 from tests.procs.alertmanager import Webhook, free_port
 from tests.procs.fixtures import AlertmanagerFactory, PrometheusFactory
 from tests.standins.slack import SlackStandin
@@ -84,19 +84,6 @@ def write_config(root: Path, prometheus_url: str, slack: SlackStandin, tg: Teleg
     path = root / "alert-router.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
-
-
-@contextlib.asynccontextmanager
-async def serve(app: web.Application, port: int = 0) -> AsyncIterator[str]:
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, "127.0.0.1", port)
-        await site.start()
-        host, bound = runner.addresses[0][:2]
-        yield f"http://{host}:{bound}"
-    finally:
-        await runner.cleanup()
 
 
 async def until(what: str, check: Callable[[], Any], seconds: float = 60.0) -> Any:

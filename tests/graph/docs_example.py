@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from tests.e2e.test_graph_e2e import serve
 from tests.graph.data import Exporter, ModelData, backfill
+from tests.loopback import serve
 from tests.procs.prometheus import Prometheus
 
 REPO = Path(__file__).resolve().parents[2]

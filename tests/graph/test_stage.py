@@ -20,6 +20,7 @@ from alert_router.config import Config, load
 from alert_router.graph.files import GraphFiles, read_png
 from alert_router.graph.stage import GraphStage
 from alert_router.models import Alert, Notification
+from tests.loopback import serve
 
 EXPR = 'histogram_quantile(0.95, sum by (le, deployment) (rate(model_latency_seconds_bucket[5m]))) > 0.5'
 
@@ -53,16 +54,11 @@ class FakePrometheus:
 @pytest.fixture
 async def prometheus() -> AsyncIterator[tuple[FakePrometheus, str]]:
     fake = FakePrometheus()
-    runner = web.AppRunner(fake.app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield fake, f"http://{host}:{port}"
-    finally:
-        fake.stall.set()
-        await runner.cleanup()
+    async with serve(fake.app) as url:
+        try:
+            yield fake, url
+        finally:
+            fake.stall.set()  # before the server stops: it waits for its handlers
 
 
 def config(tmp_path: Path, url: str, **graph: Any) -> Config:
