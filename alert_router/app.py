@@ -14,6 +14,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from alert_router.api.errors import error_middleware
 from alert_router.api.graphs import GRAPHS_SERVICE
 from alert_router.api.graphs import add_routes as add_graph_routes
 from alert_router.api.health import healthz, metrics, readyz
@@ -25,9 +26,11 @@ from alert_router.channels.base import Channel, ChannelContext
 from alert_router.chat.service import add_routes as add_chat_routes
 from alert_router.chat.service import start_chat
 from alert_router.config import Config
+from alert_router.deadman import DeadmanSwitch
 from alert_router.enrich.stage import EnrichmentStage
-from alert_router.errors import StoreUnavailable
+from alert_router.errors import StoreInUse, StoreUnavailable
 from alert_router.graph.stage import GraphStage
+from alert_router.heartbeat import Heartbeat
 from alert_router.metrics import Metrics
 from alert_router.models import Notification
 from alert_router.pipeline.deliver import Deliverer
@@ -68,9 +71,9 @@ async def _open_store(store: Store) -> None:
         try:
             await store.open()
             return
+        except StoreInUse:
+            raise
         except StoreUnavailable as exc:
-            if "in use by another" in str(exc):
-                raise
             log.warning("store unavailable at startup; retrying", error=str(exc), retry_in=delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 10)
@@ -96,7 +99,7 @@ def build_app(
     config: Config, *, store: Store | None = None, extra_workers: list[WorkerFactory] | None = None
 ) -> web.Application:
     """Build the application for ``config``; the store opens and the workers start with the app."""
-    app = web.Application(client_max_size=config.settings.webhook.max_body_bytes + 1)
+    app = web.Application(client_max_size=config.settings.webhook.max_body_bytes + 1, middlewares=[error_middleware])
     store = store or create_store(config.store_url, config.settings.postgres)
     rt = Runtime(config=config, store=store, metrics=Metrics(), owner=owner_id())
     app[RUNTIME] = rt
@@ -113,18 +116,34 @@ def build_app(
         runbooks = build_runbook_worker(rt, deliverer.wake)
         ingestor.wake_runbooks = runbooks.wake
         enricher = EnrichmentStage(config, rt.metrics)
+        enricher.prepare()
         grapher = GraphStage(config, rt.metrics)  # pictures of the alerts' metrics, beside the log lines
         await grapher.start()
         deliverer.enrich = alongside(*(s for s in (enricher, grapher) if s.active))
         rt.services["enricher"] = enricher
         rt.services[GRAPHS_SERVICE] = grapher
         chat = start_chat(rt, deliverer)  # after the enricher: it wraps deliverer.enrich to show acks
+        deadman = DeadmanSwitch(config.settings.deadman, rt.store, rt.metrics,
+                                external_url=config.settings.links.alertmanager_url, wake_delivery=deliverer.wake)
+        rt.deadman = deadman
+        ingestor.deadman = deadman
+
+        def reclaimed(queues: dict[str, int]) -> None:  # a dead replica's work is claimable now: look at once
+            rt.wake_ingest.set()
+            deliverer.wake.set()
+            runbooks.wake.set()
+            if queues.get("run"):
+                runbooks.recover_soon()
+
+        heartbeat = Heartbeat(rt.store, config.settings.failover, rt.metrics, rt.owner, reclaimed)
         tasks = [
+            asyncio.create_task(heartbeat.run(), name="heartbeat"),
             asyncio.create_task(ingestor.run(), name="ingest"),
             asyncio.create_task(deliverer.run(), name="deliver"),
             asyncio.create_task(runbooks.run(), name="remediation"),
             asyncio.create_task(_prune_loop(rt), name="prune"),
             asyncio.create_task(chat.run(), name="chat"),
+            asyncio.create_task(deadman.run(), name="deadman"),
             *(asyncio.create_task(w(rt)) for w in (extra_workers or [])),
         ]
         rt.ready = True
@@ -146,6 +165,7 @@ def build_app(
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await heartbeat.retire()  # nothing of ours runs any more: the others may take our claims now
             with contextlib.suppress(Exception):
                 await chat.aclose()
             for ch in rt.channels.values():

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from alert_router.channels.base import Channel
 from alert_router.config import Config
+from alert_router.deadman import DeadmanSwitch
 from alert_router.metrics import Metrics
 from alert_router.store.base import Store
 
@@ -26,6 +27,7 @@ class Runtime:
     wake_ingest: asyncio.Event = field(default_factory=asyncio.Event)
     services: dict[str, Any] = field(default_factory=dict)
     ready: bool = False
+    deadman: DeadmanSwitch | None = None
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -1,4 +1,4 @@
-"""The ``alert-router`` command line: ``serve``, ``check``, ``route-test``, ``graph`` and the admin commands.
+"""The ``alert-router`` command line: ``serve``, ``check``, ``route-test``, ``graph``, ``runbook test`` and the rest.
 
 Thin on purpose: it parses arguments and calls into the package.
 """
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from alert_router import __version__
 from alert_router.config import Config, config_path, load, parse_listen
-from alert_router.errors import ConfigError, MatcherError
+from alert_router.errors import ConfigError, MatcherError, StoreInUse
 from alert_router.matchers import format_matchers
 
 
@@ -31,10 +31,12 @@ def _load_or_report(args: argparse.Namespace) -> Config | None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     """Run the service until interrupted."""
+    import structlog
     from aiohttp import web
 
     from alert_router.app import build_app
     from alert_router.logging import configure_logging
+    from alert_router.tls import ServerTLS
 
     try:
         config = _load(args)
@@ -43,13 +45,32 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(p, file=sys.stderr)
         print(f"alert-router: configuration invalid ({len(exc.problems)} problem(s)); not starting", file=sys.stderr)
         return 2
-    configure_logging(args.log_format or config.settings.log.format, args.log_level or config.settings.log.level)
+    settings = config.settings.log
+    configure_logging(args.log_format or settings.format, args.log_level or settings.level, settings.repeat_interval)
     host, port = parse_listen(args.listen or config.settings.listen)
+    log = structlog.get_logger("alert_router.cli")
     for w in config.warnings:
-        print(f"warning: {w}", file=sys.stderr)
+        log.warning("configuration warning", file=w.file, line=w.line, problem=w.message)
+    tls = ServerTLS(config.settings.tls, config.base_dir) if config.settings.tls is not None else None
     app = build_app(config)
     app.on_startup.append(_settle_heap)  # after the store, channels and workers are up
-    web.run_app(app, host=host, port=port, print=None, access_log=None, shutdown_timeout=10)
+    if tls is not None:
+        structlog.get_logger("alert_router.tls").info(
+            "serving HTTPS", cert_file=str(tls.files.cert), mutual_tls=tls.mutual, listen=f"{host}:{port}"
+        )
+    try:
+        web.run_app(
+            app,
+            host=host,
+            port=port,
+            ssl_context=tls.context if tls else None,
+            print=None,
+            access_log=None,
+            shutdown_timeout=10,
+        )
+    except StoreInUse as exc:  # a setup error like an invalid config: say so in one line, no traceback
+        print(f"alert-router: {exc}; not starting", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -183,6 +204,15 @@ def cmd_audit(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_runbook(args: argparse.Namespace) -> int:
+    """``runbook test FILE --alert LABEL=VALUE ...``: rehearse a runbook against the configured cluster."""
+    from alert_router.remediation.commands import config_or_exit
+    from alert_router.remediation.rehearsal import runbook_test_command
+
+    config = config_or_exit(lambda: _load(args))
+    return runbook_test_command(config, args.file, args.alert or [], as_json=args.json)
+
+
 def format_matchers_of(labels: dict[str, str]) -> str:
     """Render a label set like a selector."""
     from alert_router.matchers import Matcher, MatchOp
@@ -286,6 +316,15 @@ def build_parser() -> argparse.ArgumentParser:
     q = audit.add_parser("verify", help="check the hash chain; exit 1 if any record was edited, removed or reordered")
     common(q)
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("runbook", help="runbooks: test FILE --alert LABEL=VALUE ... (a dry rehearsal)")
+    rb = p.add_subparsers(dest="runbook_command", required=True)
+    q = rb.add_parser("test", help="show the plan, the evidence and the requests a run would send, changing nothing")
+    common(q)
+    q.add_argument("file", metavar="FILE", help="the runbook file")
+    q.add_argument("--alert", action="append", metavar="LABEL=VALUE", help="a label of the alert (repeat)")
+    q.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_runbook)
 
     p = sub.add_parser("migrate", help="apply the store's schema migrations (the service also does at start)")
     common(p)

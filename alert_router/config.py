@@ -17,16 +17,19 @@ from pydantic import Field, SecretStr, TypeAdapter, ValidationError, field_valid
 from alert_router.channels import REGISTRY
 from alert_router.chat.settings import ChatSettings, EscalatePolicy
 from alert_router.configbase import ConfigModel
+from alert_router.deadman import DeadmanConfig
 from alert_router.durations import Duration
 from alert_router.enrich.settings import EnrichSettings
 from alert_router.errors import ConfigError, MatcherError, Problem
 from alert_router.graph.settings import GraphSettings
+from alert_router.heartbeat import FailoverConfig
 from alert_router.matchers import Matcher, parse_matcher_list
 from alert_router.pipeline.throttle import StormConfig
 from alert_router.remediation.runbook import Runbook, load_runbook
 from alert_router.remediation.settings import KubernetesConfig, RemediationConfig
 from alert_router.scrub import register_config
 from alert_router.store.pgsettings import PostgresConfig
+from alert_router.tls import TLSConfig, check_tls
 from alert_router.yamlfile import LineMap, YamlDocument, load_yaml
 
 DEFAULT_CONFIG_NAME = "alert-router.yaml"
@@ -50,6 +53,12 @@ class AuthConfig(ConfigModel):
     def enabled(self) -> bool:
         """Whether any credential is configured (an empty token counts as none)."""
         return bool(self.bearer_token and self.bearer_token.get_secret_value()) or self.basic is not None
+
+
+class MetricsConfig(ConfigModel):
+    """``/metrics``: open by default (like most exporters); with ``auth``, a bearer token or basic credentials."""
+
+    auth: AuthConfig | None = None
 
 
 class WebhookConfig(ConfigModel):
@@ -100,25 +109,30 @@ class LinksConfig(ConfigModel):
 
 
 class LogConfig(ConfigModel):
-    """Logging format and level."""
+    """Logging format and level, and how often a repeating warning or error is logged (0: every time)."""
 
     format: Literal["json", "console"] = "json"
     level: Literal["debug", "info", "warning", "error"] = "info"
+    repeat_interval: Duration = 60.0
 
 
 class Settings(ConfigModel):
     """The top level of ``alert-router.yaml``."""
 
     listen: str = "0.0.0.0:8080"
+    tls: TLSConfig | None = None  # HTTPS (and optionally mutual TLS) on the listener (alert_router/tls.py)
     data_dir: str = "data"
     store: str = ""
     auth: AuthConfig = AuthConfig()
     webhook: WebhookConfig = WebhookConfig()
+    metrics: MetricsConfig = MetricsConfig()
     ingest: IngestConfig = IngestConfig()
     dedup: DedupConfig = DedupConfig()
     delivery: DeliveryConfig = DeliveryConfig()
     retention: RetentionConfig = RetentionConfig()
     postgres: PostgresConfig = PostgresConfig()  # pool and timeouts of a postgresql:// store (docs/replicas.md)
+    failover: FailoverConfig = FailoverConfig()  # replica heartbeats: a dead replica's work moves in seconds
+    deadman: DeadmanConfig = DeadmanConfig()  # page when Alertmanager's Watchdog stops arriving (docs/deploy.md)
     links: LinksConfig = LinksConfig()
     enrich: EnrichSettings = EnrichSettings()
     graph: GraphSettings = GraphSettings()  # a picture of the alert's metric in each page (docs/channels.md)
@@ -392,6 +406,10 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
     except ValidationError as exc:
         raise ConfigError(problems + _problems(exc, doc.lines)) from None
     base = path.resolve().parent
+    if settings.tls is not None:
+        tls_problem = check_tls(settings.tls, base)
+        if tls_problem:
+            problems.append(doc.lines.problem(("tls",), f"tls: {tls_problem}"))
     receivers, rp = _load_receivers(settings, doc.lines)
     problems += rp
     files = [path]
@@ -459,6 +477,10 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
             default = Rule(
                 "default", (), tuple(rf.default.receivers), tuple(rf.default.runbooks), False, str(rdoc.path), line
             )
+
+    for j, r in enumerate(settings.deadman.receivers):
+        if r not in receivers:
+            problems.append(doc.lines.problem(("deadman", "receivers", j), f"deadman: unknown receiver {r!r}"))
 
     runbooks: dict[str, Runbook] = {}
     runbook_files, fp = _yaml_files(path.parent, settings.runbooks)

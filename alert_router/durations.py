@@ -52,5 +52,12 @@ def format_duration(seconds: float) -> str:
     return "".join(parts[:2])
 
 
+def check_timeout(value: float, most: float = 60.0) -> float:
+    """A timeout must be more than 0 and at most ``most`` seconds; raise ``ValueError`` otherwise."""
+    if not 0 < value <= most:
+        raise ValueError(f"timeout must be more than 0s and at most {format_duration(most)}")
+    return value
+
+
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 """A pydantic field type: seconds, written as ``30s``/``5m``/``1h`` or a number."""

@@ -7,6 +7,7 @@
     ├── MatcherError           a matcher expression cannot be parsed
     ├── PayloadError           a webhook body is malformed (answered with 400)
     ├── StoreUnavailable       the store cannot be reached (answered with 503, retried by Alertmanager)
+    │   └── StoreInUse         the embedded store's file belongs to another process (a setup error: exit)
     └── ChannelError           a receiver could not deliver (see alert_router.channels.base)
 
 Failure reasons that end up in metrics and audit records are members of :class:`FailureReason`.
@@ -56,6 +57,10 @@ class PayloadError(AlertRouterError):
 
 class StoreUnavailable(AlertRouterError):
     """Raised when the store cannot be reached or a transaction cannot be committed."""
+
+
+class StoreInUse(StoreUnavailable):
+    """Raised when the embedded SQLite store is open in another process: waiting will not help, so the service exits."""
 
 
 class FailureReason(enum.StrEnum):

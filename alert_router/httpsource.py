@@ -25,11 +25,11 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from alert_router import __version__
 from alert_router.configbase import ConfigModel, secret
-from alert_router.durations import Duration
+from alert_router.durations import Duration, check_timeout
 from alert_router.errors import AlertRouterError, FailureReason
 from alert_router.scrub import scrub
 
-__all__ = ["BasicAuth", "SourceClient", "SourceError", "SourceSettings", "TLSOptions", "ssl_context"]
+__all__ = ["BasicAuth", "SourceClient", "SourceError", "SourceSettings", "TLSOptions", "check_base_url", "ssl_context"]
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
@@ -40,13 +40,6 @@ def check_base_url(value: str, key: str, note: str = "") -> str:
     if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
         raise ValueError(f"{key} must be http(s)://HOST[:PORT][/PATH], got {value!r} {note}".rstrip())
     return value.rstrip("/")
-
-
-def check_timeout(value: float) -> float:
-    """A timeout of more than 0 s and at most 60 s."""
-    if not 0 < value <= 60:
-        raise ValueError("timeout must be more than 0s and at most 60s")
-    return value
 
 
 class BasicAuth(ConfigModel):

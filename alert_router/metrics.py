@@ -41,6 +41,46 @@ class Metrics:
             registry=r,
         )
         self.queue_depth = Gauge("alert_router_queue_depth", "Pending work items by queue.", ["queue"], registry=r)
+        self.queue_oldest_age = Gauge(
+            "alert_router_queue_oldest_age_seconds",
+            "Age of the oldest pending item by queue (inbox, notify, runbook); 0 when the queue is empty.",
+            ["queue"],
+            registry=r,
+        )
+        self.reclaimed = Counter(
+            "alert_router_reclaimed_total",
+            "Claimed items taken back from a process that stopped (its heartbeat lapsed, or it crashed), by queue.",
+            ["queue"],
+            registry=r,
+        )
+        self.replicas_alive = Gauge(
+            "alert_router_replicas_alive", "Processes sharing the store whose heartbeat is current.", registry=r
+        )
+        self.store_up = Gauge(
+            "alert_router_store_up", "1 while the store answers (checked every heartbeat).", registry=r
+        )
+        self.deliveries_in_flight = Gauge(
+            "alert_router_deliveries_in_flight", "Notifications being delivered by this process now.", registry=r
+        )
+        self.last_delivery = Gauge(
+            "alert_router_last_delivery_timestamp_seconds",
+            "When this process last delivered a notification to the receiver (Unix time).",
+            ["receiver"],
+            registry=r,
+        )
+        self.deadman_firing = Gauge(
+            "alert_router_deadman_firing",
+            "1 while the dead-man's switch pages that Alertmanager's heartbeat (Watchdog) stopped arriving.",
+            registry=r,
+        )
+        self.deadman_last_heartbeat = Gauge(
+            "alert_router_deadman_last_heartbeat_timestamp_seconds",
+            "When Alertmanager's heartbeat alert (Watchdog) last arrived, at any replica (Unix time).",
+            registry=r,
+        )
+        self.deadman_heartbeats = Counter(
+            "alert_router_deadman_heartbeats_total", "Heartbeat alerts (Watchdog) received by this process.", registry=r
+        )
         self.accept_seconds = Histogram(
             "alert_router_webhook_accept_seconds",
             "Time to validate and durably store a webhook.",

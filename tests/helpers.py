@@ -98,3 +98,47 @@ async def settle(rt: Runtime, timeout: float = 10.0) -> None:
         return d.inbox == 0 and not any(d.outbox.values())
 
     await wait_for(idle, timeout)
+
+
+async def raw_http(
+    port: int,
+    method: str,
+    target: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    body: bytes = b"",
+    *,
+    host: str = "127.0.0.1",
+) -> tuple[int, dict[str, str], bytes]:
+    """Send one HTTP/1.1 request byte for byte (headers and body may hold any bytes); return status, headers, body.
+
+    Clients such as aiohttp refuse to send a header value that is not valid text, but an attacker's socket
+    does not: this writes the request as given and reads the answer until the server closes.
+    """
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        head = [f"{method} {target} HTTP/1.1".encode(), f"Host: {host}:{port}".encode(), b"Connection: close",
+                f"Content-Length: {len(body)}".encode()]
+        head += [name + b": " + value for name, value in headers or []]
+        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + body)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), timeout=30)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    top, _, rest = raw.partition(b"\r\n\r\n")
+    status_line, *header_lines = top.decode("latin-1").split("\r\n")
+    answer_headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in header_lines)}
+    if answer_headers.get("transfer-encoding") == "chunked":
+        rest = _unchunk(rest)
+    return int(status_line.split()[1]), answer_headers, rest
+
+
+def _unchunk(data: bytes) -> bytes:
+    out = b""
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0], 16)
+        if size == 0:
+            break
+        out, data = out + data[:size], data[size + 2 :]
+    return out

@@ -68,3 +68,27 @@ def test_route_test_bad_label(capsys: pytest.CaptureFixture[str]) -> None:
 def test_log_processor_redacts_secret_keys() -> None:
     event = redact_secrets(None, "info", {"event": "x", "bearer_token": "abc", "password": "p", "user": "u"})
     assert event == {"event": "x", "bearer_token": "***", "password": "***", "user": "u"}
+
+
+async def test_a_second_process_on_the_same_sqlite_file_says_so_in_one_line(tmp_path: Path) -> None:
+    """Like an invalid config: one line naming the fix and a non-zero exit, no traceback."""
+    import subprocess
+    import sys
+
+    from tests.e2e.service import ServiceProcess
+
+    config = write_config(tmp_path)
+    first = ServiceProcess(config)
+    await first.start()
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "alert_router", "serve", "--config", str(config), "--listen", "127.0.0.1:0"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )
+    finally:
+        first.stop()
+    assert second.returncode == 2, second.stderr
+    output = (second.stdout + second.stderr).splitlines()
+    assert len(output) == 1, output
+    assert "is in use by another alert-router process" in output[0]
+    assert "postgresql://" in output[0]

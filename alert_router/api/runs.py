@@ -12,15 +12,16 @@ identity recorded for a decision; with a bearer token the body's ``user`` is rec
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
+import json
+import math
 import time
 from datetime import datetime
 from typing import Any
 
 from aiohttp import web
 
+from alert_router.api.auth import Credentials
+from alert_router.api.jsonbody import BadJSON, parse_json
 from alert_router.appkeys import RUNTIME
 from alert_router.audit import verify
 from alert_router.durations import parse_duration
@@ -33,51 +34,27 @@ from alert_router.remediation.engine import (
     RunNotFound,
     RunNotPending,
 )
+from alert_router.remediation.runs import RunStatus
 
 
-def _credentials(request: web.Request) -> tuple[str, str, str, str] | None:
-    """``(bearer_token, basic_user, basic_password, source)`` configured for the API, or None."""
+def _credentials(request: web.Request) -> Credentials:
+    """The credentials the API accepts: ``remediation.api_auth`` if set, else the webhook's ``auth``."""
     settings = request.app[RUNTIME].config.settings
     api = settings.remediation.api_auth
-    if api is not None:
-        token = api.bearer_token.get_secret_value() if api.bearer_token else ""
-        user = api.basic.username if api.basic else ""
-        password = api.basic.password.get_secret_value() if api.basic else ""
-        source = "remediation.api_auth"
-    else:
-        auth = settings.auth
-        token = auth.bearer_token.get_secret_value() if auth.bearer_token else ""
-        user = auth.basic.username if auth.basic else ""
-        password = auth.basic.password.get_secret_value() if auth.basic else ""
-        source = "auth"
-    if not token and not user:
-        return None
-    return token, user, password, source
+    return Credentials.of(api) if api is not None else Credentials.of(settings.auth)
 
 
 def authenticate(request: web.Request) -> str:
     """Return the caller's identity (``basic:<user>`` or ``bearer``); raise 401/403 otherwise."""
     creds = _credentials(request)
-    if creds is None:
+    if not creds.configured:
         raise web.HTTPForbidden(
             text='{"error": "the API needs credentials: set remediation.api_auth or auth"}',
             content_type="application/json",
         )
-    token, user, password, _ = creds
-    header = request.headers.get("Authorization", "")
-    scheme, _, value = header.partition(" ")
-    value = value.strip()
-    if scheme.lower() == "bearer" and token and hmac.compare_digest(value.encode(), token.encode()):
-        return "bearer"
-    if scheme.lower() == "basic" and user:
-        try:
-            got_user, _, got_pw = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            got_user, got_pw = "", ""
-        if hmac.compare_digest(got_user.encode(), user.encode()) & hmac.compare_digest(
-            got_pw.encode(), password.encode()
-        ):
-            return f"basic:{user}"
+    who = creds.check(request.headers.get("Authorization"))
+    if who is not None:
+        return who
     raise web.HTTPUnauthorized(
         text='{"error": "missing or invalid credentials"}',
         content_type="application/json",
@@ -94,21 +71,46 @@ def _engine(request: web.Request) -> RemediationEngine:
     return engine
 
 
-def _int(request: web.Request, name: str, default: int | None = None) -> int | None:
+MAX_ID = 2**63 - 1
+"""The largest id a store can hold (a signed 64-bit integer): larger ones name nothing."""
+MAX_LIMIT = 10_000
+"""The largest ``limit`` a listing accepts."""
+STATUSES = frozenset(s.value for s in RunStatus)
+
+
+def _int(
+    request: web.Request, name: str, default: int | None = None, *, low: int = 1, high: int = MAX_ID
+) -> int | None:
+    """The query parameter ``name`` as an integer in ``[low, high]``; 400 when it is not one."""
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        return int(raw)
-    except ValueError:
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit() and len(text) <= 19 and low <= int(text) <= high):
         raise web.HTTPBadRequest(
-            text=f'{{"error": "{name} must be an integer"}}', content_type="application/json"
-        ) from None
+            text=json.dumps({"error": f"{name} must be an integer from {low} to {high}", "field": name}),
+            content_type="application/json",
+        )
+    return int(text)
+
+
+def _run_id(request: web.Request) -> int:
+    """The ``{id}`` of the path; 404 when it is too large to name a run."""
+    digits = request.match_info["id"].lstrip("0")
+    if not digits or len(digits) > 19 or int(digits) > MAX_ID:
+        raise web.HTTPNotFound(text='{"error": "no such run"}', content_type="application/json")
+    return int(digits)
 
 
 def parse_since(value: str, now: float | None = None) -> float:
-    """``1h`` (that long ago), an RFC 3339 / ISO 8601 time, or a Unix timestamp → a Unix timestamp."""
-    now = time.time() if now is None else now
+    """``1h`` (that long ago), an RFC 3339 / ISO 8601 time, or a Unix timestamp → a finite Unix timestamp."""
+    result = _since(value, time.time() if now is None else now)
+    if not math.isfinite(result):
+        raise ValueError(f"since {value[:40]!r}: out of range")
+    return result
+
+
+def _since(value: str, now: float) -> float:
     text = value.strip()
     try:
         number = float(text)
@@ -123,21 +125,29 @@ def parse_since(value: str, now: float | None = None) -> float:
     try:
         parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"since {value!r}: use a duration (1h, 30m), an RFC 3339 time or a Unix timestamp") from None
+        raise ValueError(
+            f"since {value[:40]!r}: use a duration (1h, 30m), an RFC 3339 time or a Unix timestamp"
+        ) from None
     if parsed.tzinfo is None:
-        raise ValueError(f"since {value!r}: give a time zone (Z or +00:00)")
-    return parsed.timestamp()
+        raise ValueError(f"since {value[:40]!r}: give a time zone (Z or +00:00)")
+    try:
+        return parsed.timestamp()
+    except OverflowError:
+        raise ValueError(f"since {value[:40]!r}: out of range") from None
 
 
 async def list_runs(request: web.Request) -> web.Response:
     """``GET /api/v1/runs``."""
     authenticate(request)
     rt = request.app[RUNTIME]
-    limit = _int(request, "limit", 100) or 100
-    try:
-        runs = await rt.store.runs(
-            status=request.query.get("status"), runbook=request.query.get("runbook"), limit=min(limit, 1000)
+    limit = _int(request, "limit", 100, high=MAX_LIMIT) or 100
+    status = request.query.get("status")
+    if status is not None and status not in STATUSES:
+        return web.json_response(
+            {"error": f"status must be one of {', '.join(sorted(STATUSES))}", "field": "status"}, status=400
         )
+    try:
+        runs = await rt.store.runs(status=status, runbook=request.query.get("runbook"), limit=min(limit, 1000))
     except StoreUnavailable as exc:
         return web.json_response({"error": f"store unavailable: {exc}"}, status=503)
     return web.json_response({"runs": [r.to_json() for r in runs]})
@@ -146,7 +156,7 @@ async def list_runs(request: web.Request) -> web.Response:
 async def get_run(request: web.Request) -> web.Response:
     """``GET /api/v1/runs/{id}``."""
     authenticate(request)
-    run = await request.app[RUNTIME].store.run(int(request.match_info["id"]))
+    run = await request.app[RUNTIME].store.run(_run_id(request))
     if run is None:
         return web.json_response({"error": "no such run"}, status=404)
     audit = await request.app[RUNTIME].store.audit_records(run_id=run.id)
@@ -156,12 +166,14 @@ async def get_run(request: web.Request) -> web.Response:
 async def _decide(request: web.Request, decision: str) -> web.Response:
     who = authenticate(request)
     engine = _engine(request)
+    run_id = _run_id(request)
     body: dict[str, Any] = {}
     if request.can_read_body:
+        raw = await request.read()
         try:
-            body = await request.json()
-        except ValueError:
-            return web.json_response({"error": "the body must be JSON"}, status=400)
+            body = parse_json(raw) if raw.strip() else {}
+        except BadJSON as exc:
+            return web.json_response({"error": f"the body must be JSON: {exc}"}, status=400)
         if not isinstance(body, dict):
             return web.json_response({"error": "the body must be a JSON object"}, status=400)
     if who.startswith("basic:"):
@@ -171,7 +183,6 @@ async def _decide(request: web.Request, decision: str) -> web.Response:
         if not isinstance(name, str) or not name.strip():
             return web.json_response({"error": "name the deciding user: {\"user\": \"...\"}"}, status=400)
         user = f"api:{name.strip()}"
-    run_id = int(request.match_info["id"])
     try:
         if decision == "approve":
             run = await engine.approve(run_id, user)
@@ -211,7 +222,7 @@ async def list_audit(request: web.Request) -> web.Response:
         since=since,
         runbook=request.query.get("runbook"),
         run_id=_int(request, "run_id"),
-        limit=_int(request, "limit"),
+        limit=_int(request, "limit", high=MAX_LIMIT),
     )
     return web.json_response({"records": [r.to_json() for r in records]})
 
@@ -228,8 +239,8 @@ async def verify_audit(request: web.Request) -> web.Response:
 def add_routes(app: web.Application) -> None:
     """Register the routes above."""
     app.router.add_get("/api/v1/runs", list_runs)
-    app.router.add_get(r"/api/v1/runs/{id:\d+}", get_run)
-    app.router.add_post(r"/api/v1/runs/{id:\d+}/approve", approve)
-    app.router.add_post(r"/api/v1/runs/{id:\d+}/deny", deny)
+    app.router.add_get(r"/api/v1/runs/{id:[0-9]+}", get_run)
+    app.router.add_post(r"/api/v1/runs/{id:[0-9]+}/approve", approve)
+    app.router.add_post(r"/api/v1/runs/{id:[0-9]+}/deny", deny)
     app.router.add_get("/api/v1/audit", list_audit)
     app.router.add_get("/api/v1/audit/verify", verify_audit)

@@ -1,10 +1,12 @@
 """``POST /slack/commands`` (the slash command) and ``POST /slack/interactions`` (button clicks).
 
 Every request is verified before anything in it is parsed: the v0 signature (HMAC-SHA256 of
-``v0:<timestamp>:<raw body>`` with the app's signing secret, ``slack_sdk.signature.SignatureVerifier``,
-constant-time) and the timestamp, which must be within 5 minutes of now (a replayed request is
-refused), and a request seen before is refused too (Slack never re-sends slash commands or clicks).
-Failures get 401 and execute nothing.
+``v0:<timestamp>:<raw body>`` with the app's signing secret, over the bytes as they arrived, compared in
+constant time) and the timestamp, which must be within 5 minutes of now. Failures get 401 and execute
+nothing, whatever the headers and body hold (text or not). A verified request is parsed and checked
+(400 when malformed), and then, just before anything runs, recorded in the store by its signature:
+a request seen before is refused with 401 (Slack never re-sends slash commands or clicks), on every
+replica and after a restart, for as long as its timestamp could pass (:data:`REMEMBER`).
 
 Slack wants an answer within 3 seconds. A slash command is answered inline when it finishes within
 :data:`INLINE_BUDGET`; otherwise the answer is "working on it" and the result follows through the
@@ -17,19 +19,20 @@ goes to ``response_url``; an ack also edits the alert's message through the norm
 from __future__ import annotations
 
 import asyncio
-import json
+import hashlib
+import hmac
 import time
-from collections import OrderedDict
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs
 
 import aiohttp
 import structlog
 from aiohttp import web
-from slack_sdk.signature import Clock as SlackClock
-from slack_sdk.signature import SignatureVerifier
+from pydantic import BaseModel, ConfigDict, ValidationError
 
+from alert_router.api.errors import json_error
+from alert_router.api.jsonbody import BadJSON, parse_json
 from alert_router.appkeys import RUNTIME
 from alert_router.chat.authz import Identity
 from alert_router.chat.commands import CommandService, Reply
@@ -38,13 +41,13 @@ from alert_router.chat.settings import SlackChatConfig
 from alert_router.chat.tasks import Background
 from alert_router.configbase import secret
 
-if TYPE_CHECKING:
-    from alert_router.chat.clock import Clock
-
 log = structlog.get_logger("alert_router.slack")
 
 MAX_AGE = 300
 """Seconds a request timestamp may be off (Slack's replay window)."""
+REMEMBER = 2 * MAX_AGE
+"""How long after its timestamp a request's signature is remembered: its whole window, with room for replicas
+whose clocks disagree by up to :data:`MAX_AGE`."""
 INLINE_BUDGET = 2.5
 """How long a slash command may run before the answer moves to ``response_url``."""
 MAX_TEXT = 3900
@@ -60,12 +63,44 @@ def slack_unescape(text: str) -> str:
     return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
-class _ClockAdapter(SlackClock):
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
+def slack_signature(signing_secret: str, timestamp: str, body: bytes) -> str:
+    """Slack's v0 request signature: ``v0=`` + hex HMAC-SHA256 of ``v0:<timestamp>:<body>`` (the raw bytes)."""
+    base = b"v0:" + timestamp.encode("ascii") + b":" + body
+    return "v0=" + hmac.new(signing_secret.encode(), base, hashlib.sha256).hexdigest()
 
-    def now(self) -> float:
-        return self._clock.now()
+
+class _Id(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    id: str | None = None
+
+
+class _User(_Id):
+    username: str | None = None
+    name: str | None = None
+
+
+class _Container(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    channel_id: str | None = None
+
+
+class _Action(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    action_id: str | None = None
+    value: str | None = None
+
+
+class Interaction(BaseModel):
+    """The fields of an interaction payload (a button click) that alert-router reads, with their types checked."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: str | None = None
+    team: _Id | None = None
+    user: _User | None = None
+    channel: _Id | None = None
+    container: _Container | None = None
+    response_url: str | None = None
+    actions: list[_Action] | None = None
 
 
 class SlackBridge:
@@ -83,34 +118,36 @@ class SlackBridge:
         self.commands = commands
         self.metrics = metrics or commands.metrics
         self.background = background or Background()
-        self.verifier = SignatureVerifier(secret(cfg.signing_secret), clock=_ClockAdapter(commands.clock))
+        self._signing_secret = secret(cfg.signing_secret)
         self._session: aiohttp.ClientSession | None = None
-        self._seen: OrderedDict[str, int] = OrderedDict()
 
     # -- verification -------------------------------------------------------------------------------
 
     def verify(self, body: bytes, headers: Mapping[str, str]) -> str | None:
         """Return why the request is refused, or ``None`` when its signature and timestamp are good."""
-        timestamp = headers.get("X-Slack-Request-Timestamp", "")
-        signature = headers.get("X-Slack-Signature", "")
+        timestamp = headers.get("X-Slack-Request-Timestamp", "").strip()
+        signature = headers.get("X-Slack-Signature", "").strip()
         if not timestamp or not signature:
             return "missing signature headers"
-        try:
-            ts = int(timestamp)
-        except ValueError:
+        if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
             return "bad timestamp"
-        if abs(self.commands.clock.now() - ts) > MAX_AGE:
+        if abs(self.commands.clock.now() - int(timestamp)) > MAX_AGE:
             return "stale timestamp"
-        if not self.verifier.is_valid(body=body, timestamp=timestamp, signature=signature):
+        expected = slack_signature(self._signing_secret, timestamp, body).encode()
+        # header values arrive as UTF-8 decoded with surrogateescape: compare the bytes that were sent
+        if not hmac.compare_digest(expected, signature.encode("utf-8", "surrogateescape")):
             return "bad signature"
-        # Slack never re-sends slash commands or button clicks: the same signed request twice is a replay.
-        now = self.commands.clock.now()
-        while self._seen and next(iter(self._seen.values())) < now - MAX_AGE:
-            self._seen.popitem(last=False)
-        if signature in self._seen:
-            return "replayed request"
-        self._seen[signature] = ts
         return None
+
+    async def first_time(self, headers: Mapping[str, str]) -> bool:
+        """Record a verified request by its signature; ``False`` when it was seen before (a replay).
+
+        Raises :class:`~alert_router.errors.StoreUnavailable` when the store cannot say.
+        """
+        now = self.commands.clock.now()
+        ts = int(headers["X-Slack-Request-Timestamp"].strip())
+        signature = headers["X-Slack-Signature"].strip()
+        return await self.commands.store.remember_request("slack", signature, now, ts + REMEMBER)
 
     # -- replies ------------------------------------------------------------------------------------
 
@@ -163,25 +200,34 @@ class SlackBridge:
 
     # -- endpoints ----------------------------------------------------------------------------------
 
-    def _refuse(self, reason: str) -> web.Response:
+    def _refuse(self, request: web.Request, reason: str) -> web.Response:
         self.metrics.rejected_requests.labels("slack", reason.replace(" ", "_")).inc()
         log.warning("slack request refused", reason=reason)
-        return web.json_response({"error": reason}, status=401)
+        return json_error(request, 401, reason)
+
+    async def _replayed(self, request: web.Request) -> web.Response | None:
+        """``None`` the first time this signed request is seen, else the 401 that refuses the replay."""
+        if await self.first_time(request.headers):
+            return None
+        return self._refuse(request, "replayed request")
 
     async def handle_command(self, request: web.Request) -> web.Response:
         """A slash command: verify, run (inline when quick), answer."""
         body = await request.read()
         problem = self.verify(body, request.headers)
         if problem:
-            return self._refuse(problem)
+            return self._refuse(request, problem)
         form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
         if self.cfg.team_id and form.get("team_id") != self.cfg.team_id:
-            return web.json_response({"error": "wrong workspace"}, status=403)
+            return json_error(request, 403, "wrong workspace")
         if form.get("command") != self.cfg.command:
             return web.json_response(self.message(Reply(f"alert-router answers {self.cfg.command}.", ok=False)))
         identity = Identity("slack", form.get("user_id", ""), form.get("channel_id", ""), form.get("user_name", ""))
         if not identity.user_id:
-            return web.json_response({"error": "no user_id"}, status=400)
+            return json_error(request, 400, "no user_id")
+        refused = await self._replayed(request)
+        if refused is not None:
+            return refused
         task = self.background.spawn(self.commands.execute_text(identity, slack_unescape(form.get("text", ""))))
         done, _ = await asyncio.wait({task}, timeout=INLINE_BUDGET)
         if done:
@@ -194,27 +240,33 @@ class SlackBridge:
         body = await request.read()
         problem = self.verify(body, request.headers)
         if problem:
-            return self._refuse(problem)
+            return self._refuse(request, problem)
         form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
         try:
-            payload = json.loads(form.get("payload", [""])[0])
-        except ValueError:
-            return web.json_response({"error": "payload is not JSON"}, status=400)
-        if not isinstance(payload, dict):
-            return web.json_response({"error": "payload is not an object"}, status=400)
-        if self.cfg.team_id and (payload.get("team") or {}).get("id") != self.cfg.team_id:
-            return web.json_response({"error": "wrong workspace"}, status=403)
-        if payload.get("type") != "block_actions":
+            payload = Interaction.model_validate(parse_json(form.get("payload", [""])[0]))
+        except BadJSON as exc:
+            return json_error(request, 400, f"payload: {exc}")
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            where = ".".join(str(p) for p in err["loc"])
+            return json_error(request, 400, f"payload{'.' + where if where else ''}: {err['msg']}")
+        if self.cfg.team_id and (payload.team is None or payload.team.id != self.cfg.team_id):
+            return json_error(request, 403, "wrong workspace")
+        if payload.type != "block_actions":
             return web.Response(status=200)
-        user = payload.get("user") or {}
-        channel = (payload.get("channel") or {}).get("id") or (payload.get("container") or {}).get("channel_id", "")
-        identity = Identity("slack", str(user.get("id", "")), str(channel or ""),
-                            str(user.get("username") or user.get("name") or ""))
-        url = str(payload.get("response_url") or "")
-        for action in payload.get("actions") or []:
-            if not isinstance(action, dict) or not str(action.get("action_id", "")).startswith("alert_router."):
-                continue
-            self.background.spawn(self._run_and_respond(identity, str(action.get("value", "")), url))
+        actions = [a for a in payload.actions or [] if (a.action_id or "").startswith("alert_router.")]
+        if not actions:
+            return web.Response(status=200)
+        refused = await self._replayed(request)
+        if refused is not None:
+            return refused
+        user = payload.user or _User()
+        channel = (payload.channel.id if payload.channel else None) or (
+            payload.container.channel_id if payload.container else None)
+        identity = Identity("slack", user.id or "", channel or "", user.username or user.name or "")
+        url = payload.response_url or ""
+        for action in actions:
+            self.background.spawn(self._run_and_respond(identity, action.value or "", url))
         return web.Response(status=200)
 
     async def aclose(self) -> None:

@@ -10,14 +10,15 @@ Messages: ``/ack 2bb1035c``, ``/silence 2bb1035c 2h``, ``/runbook approve 12`` â
 commands addressed to another bot are ignored; in a private chat the slash may be left out). Button
 presses (callback queries) always get an ``answerCallbackQuery``, whatever happens, so the client's
 spinner stops; public results are also posted to the chat. An update Telegram re-delivers (same
-``update_id``) is handled once.
+``update_id``) is handled once: update ids are recorded in the store for :data:`REMEMBER` (Telegram keeps
+an undelivered update for 24 hours), so a re-delivery is ignored on every replica and after a restart, in
+webhook and in polling mode. A body that is not a Telegram update gets 400 and runs nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
-from collections import OrderedDict
 from datetime import timedelta
 from typing import Any
 
@@ -27,6 +28,8 @@ from telegram import Bot, CallbackQuery, LinkPreviewOptions, Message, ReplyParam
 from telegram.error import Conflict, InvalidToken, TelegramError
 from telegram.request import HTTPXRequest
 
+from alert_router.api.errors import json_error
+from alert_router.api.jsonbody import BadJSON, parse_json
 from alert_router.appkeys import RUNTIME
 from alert_router.chat.authz import Identity
 from alert_router.chat.commands import CommandService, Reply
@@ -34,6 +37,7 @@ from alert_router.chat.metrics import ChatMetrics
 from alert_router.chat.settings import TelegramChatConfig
 from alert_router.chat.tasks import Background
 from alert_router.configbase import secret
+from alert_router.errors import StoreUnavailable
 
 log = structlog.get_logger("alert_router.telegram")
 
@@ -43,6 +47,8 @@ INLINE_BUDGET = 8.0
 """How long the webhook waits for a command before answering 200 and finishing in the background."""
 MAX_TEXT = 4096
 MAX_ANSWER = 200
+REMEMBER = 86400.0
+"""Seconds an update id is remembered (Telegram re-delivers an update for up to 24 hours)."""
 
 
 def build_bot(cfg: TelegramChatConfig) -> Bot:
@@ -73,7 +79,9 @@ class TelegramBridge:
         self._bot = bot
         self._initialized = False
         self._lock = asyncio.Lock()
-        self._seen: OrderedDict[int, None] = OrderedDict()
+        bot_id = secret(cfg.token).partition(":")[0]
+        self.scope = f"telegram:{bot_id if bot_id.isdigit() else 'bot'}"
+        """Where this bot's update ids are remembered (ids count per bot)."""
 
     async def bot(self) -> Bot:
         """The initialized bot (``getMe`` on first use tells its username)."""
@@ -86,34 +94,34 @@ class TelegramBridge:
             return self._bot
 
     def secret_ok(self, header: str | None) -> bool:
-        """Constant-time check of the webhook secret header."""
+        """Constant-time check of the webhook secret header (as the bytes it arrived as)."""
         expected = secret(self.cfg.webhook_secret)
         if not expected or header is None:
             return False
-        return hmac.compare_digest(header.encode("utf-8"), expected.encode("utf-8"))
+        return hmac.compare_digest(header.encode("utf-8", "surrogateescape"), expected.encode("utf-8"))
 
-    def _first_time(self, update_id: int) -> bool:
-        if update_id in self._seen:
-            return False
-        self._seen[update_id] = None
-        while len(self._seen) > 2048:
-            self._seen.popitem(last=False)
-        return True
-
-    async def handle_update(self, data: dict[str, Any]) -> None:
-        """Handle one update (a message or a button press); anything else is ignored."""
-        bot = await self.bot()
-        await self.dispatch(bot, Update.de_json(data, bot))
+    async def first_time(self, update_id: int) -> bool:
+        """Record ``update_id``; ``False`` when it was handled before (raises ``StoreUnavailable``)."""
+        now = self.commands.clock.now()
+        return await self.commands.store.remember_request(self.scope, str(update_id), now, now + REMEMBER)
 
     async def dispatch(self, bot: Bot, update: Update) -> None:
-        """Handle a parsed update (used by the webhook and the poller)."""
-        if not self._first_time(update.update_id):
+        """Handle a parsed update unless it was handled before (used by the poller)."""
+        if not await self.first_time(update.update_id):
             log.info("telegram update already handled", update_id=update.update_id)
             return
+        await self.handle(bot, update)
+
+    async def handle(self, bot: Bot, update: Update) -> None:
+        """Handle a parsed update whose id was just recorded; anything but a message or button press is ignored."""
         if update.callback_query is not None:
             await self._callback(bot, update.callback_query)
-        elif update.message is not None and update.message.text:
+        elif update.message is not None and isinstance(update.message.text, str) and update.message.text:
             await self._message(bot, update.message)
+
+    async def handle_new(self, update: Update) -> None:
+        """:meth:`handle` with the initialized bot (the webhook records the id before answering)."""
+        await self.handle(await self.bot(), update)
 
     def _command_text(self, bot: Bot, message: Message) -> str | None:
         text = (message.text or "").strip()
@@ -154,7 +162,9 @@ class TelegramBridge:
         reply = Reply("Something went wrong on alert-router's side.", ok=False)
         chat_id = query.message.chat.id if query.message is not None else None
         try:
-            reply = await self.commands.execute_button(self._identity(query.from_user, chat_id), query.data or "")
+            # Telegram sends text; anything else (a number from a forged update) is read as its text.
+            data = query.data if isinstance(query.data, str) else ("" if query.data is None else str(query.data))
+            reply = await self.commands.execute_button(self._identity(query.from_user, chat_id), data)
         except Exception:
             log.exception("telegram button failed", data=query.data)
         finally:
@@ -197,11 +207,18 @@ class TelegramBridge:
                 delay = min(delay * 2, 30.0)
                 continue
             for update in updates:
-                offset = update.update_id + 1
                 try:
                     await self.dispatch(bot, update)
+                except StoreUnavailable as exc:
+                    # not confirmed (offset unchanged): getUpdates returns it again once the store is back
+                    log.warning("telegram update postponed: store unavailable", update_id=update.update_id,
+                                error=str(exc), retry_in=delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 30.0)
+                    break
                 except Exception:
                     log.exception("telegram update failed", update_id=update.update_id)
+                offset = update.update_id + 1
 
     async def set_webhook(self, url: str, *, drop_pending_updates: bool = False) -> bool:
         """Register ``url`` with the configured secret token."""
@@ -225,22 +242,40 @@ def _bridge(request: web.Request) -> TelegramBridge | None:
     return bridge if isinstance(bridge, TelegramBridge) else None
 
 
+def parse_update(data: Any) -> Update | None:
+    """``data`` as a Telegram ``Update``, or ``None`` when it is not one."""
+    if not isinstance(data, dict):
+        return None
+    update_id = data.get("update_id")
+    if not isinstance(update_id, int) or isinstance(update_id, bool) or not 0 <= update_id < 2**63:
+        return None
+    try:
+        return Update.de_json(data, None)
+    except Exception:  # PTB's parsing of a forged update can fail in any way (TypeError, KeyError, ...)
+        return None
+
+
 async def telegram_webhook(request: web.Request) -> web.Response:
     """``POST /telegram/webhook``: 403 without the right secret token; 404 unless webhook mode is configured."""
     bridge = _bridge(request)
     if bridge is None or bridge.cfg.mode != "webhook":
-        return web.json_response({"error": "Telegram webhook is not configured"}, status=404)
+        return json_error(request, 404, "Telegram webhook is not configured")
     if not bridge.secret_ok(request.headers.get(SECRET_HEADER)):
         bridge.metrics.rejected_requests.labels("telegram", "bad_secret_token").inc()
         log.warning("telegram webhook refused: wrong secret token")
-        return web.json_response({"error": "forbidden"}, status=403)
+        return json_error(request, 403, "forbidden")
+    raw = await request.read()
     try:
-        data = await request.json()
-    except ValueError:
-        return web.json_response({"error": "body is not JSON"}, status=400)
-    if not isinstance(data, dict) or not isinstance(data.get("update_id"), int):
-        return web.json_response({"error": "not a Telegram update"}, status=400)
-    task = bridge.background.spawn(bridge.handle_update(data), name="telegram-update")
+        data = parse_json(raw)
+    except BadJSON as exc:
+        return json_error(request, 400, f"body: {exc}")
+    update = parse_update(data)
+    if update is None:
+        return json_error(request, 400, "not a Telegram update")
+    if not await bridge.first_time(update.update_id):
+        log.info("telegram update already handled", update_id=update.update_id)
+        return web.json_response({"ok": True})
+    task = bridge.background.spawn(bridge.handle_new(update), name="telegram-update")
     await asyncio.wait({task}, timeout=INLINE_BUDGET)
     return web.json_response({"ok": True})
 

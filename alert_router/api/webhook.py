@@ -7,14 +7,12 @@ take it (Alertmanager will retry), and 200 only once the body is committed.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hmac
 import time
 
 import structlog
 from aiohttp import web
 
+from alert_router.api.auth import Credentials
 from alert_router.appkeys import RUNTIME
 from alert_router.config import AuthConfig
 from alert_router.errors import PayloadError, StoreUnavailable
@@ -27,22 +25,7 @@ def authorized(auth: AuthConfig, header: str | None) -> bool:
     """Check an ``Authorization`` header against the configured bearer token or basic credentials."""
     if not auth.enabled:
         return True
-    if not header:
-        return False
-    scheme, _, value = header.partition(" ")
-    value = value.strip()
-    token = auth.bearer_token.get_secret_value() if auth.bearer_token else ""
-    if scheme.lower() == "bearer" and token:
-        return hmac.compare_digest(value.encode(), token.encode())
-    if scheme.lower() == "basic" and auth.basic is not None:
-        try:
-            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        user_ok = hmac.compare_digest(user.encode(), auth.basic.username.encode())
-        pass_ok = hmac.compare_digest(password.encode(), auth.basic.password.get_secret_value().encode())
-        return user_ok and pass_ok
-    return False
+    return Credentials.of(auth).check(header) is not None
 
 
 def _error(status: int, message: str, field: str | None = None) -> web.Response:
@@ -93,8 +76,16 @@ async def webhook(request: web.Request) -> web.Response:
             size=len(body),
         )
         return _error(400, str(exc), exc.field)
+    deadman = rt.deadman
+    beats = deadman.heartbeats(payload) if deadman is not None else 0
     try:
-        inbox_id = await rt.store.enqueue(body, payload.group_key, time.time())
+        received_at = time.time()
+        if deadman is not None and beats:
+            await deadman.beat(received_at)
+            if beats == len(payload.alerts):  # nothing else in it: recorded, nothing to queue
+                rt.metrics.webhooks.labels("heartbeat").inc()
+                return web.json_response({"status": "accepted", "heartbeat": True, "alerts": beats})
+        inbox_id = await rt.store.enqueue(body, payload.group_key, received_at)
     except StoreUnavailable as exc:
         rt.metrics.webhooks.labels("store_unavailable").inc()
         log.error("webhook not stored: store unavailable; answering 503 so Alertmanager retries", error=str(exc))

@@ -141,6 +141,8 @@ class PagerDutyChannel:
             details["digest"] = {k: digest[k] for k in ("groups", "notifications", "part", "parts")}
         if ctx["logs"]:
             details["logs"] = incident.log_records(ctx)
+        if ctx["kubernetes"]:
+            details["kubernetes"] = [f"{k['target']}: {k['summary']}" for k in ctx["kubernetes"]]
         if ctx["runbook_runs"]:
             details["runbook_runs"] = ctx["runbook_runs"]
         if acked := incident.acked_by(ctx):

@@ -94,6 +94,7 @@ def default_body(context: dict[str, Any]) -> dict[str, Any]:
         "changed": context["changed"],
         "alerts": context["all_alerts"],
         "logs": context["logs"],
+        "kubernetes": context["kubernetes"],
         "runbook_runs": context["runbook_runs"],
         "graphs": [
             {k: g[k] for k in ("status", "reason", "url", "title", "describe", "query")} for g in context["graphs"]

@@ -16,11 +16,21 @@ from pydantic import Field, field_validator
 
 from alert_router.configbase import ConfigModel
 from alert_router.durations import Duration
+from alert_router.enrich.kubernetes import KubernetesEnrichSettings
 from alert_router.enrich.logql import DEFAULT_LABEL_MAP, DEFAULT_TEMPLATE, QueryTemplate, TemplateError
 from alert_router.httpsource import BasicAuth, SourceSettings, TLSOptions
 from alert_router.redact import compile_pattern
 
-__all__ = ["EnrichLinks", "EnrichSettings", "LokiBasicAuth", "LokiSettings", "LokiTLS", "RedactSettings", "merge"]
+__all__ = [
+    "EnrichLinks",
+    "EnrichSettings",
+    "KubernetesEnrichSettings",
+    "LokiBasicAuth",
+    "LokiSettings",
+    "LokiTLS",
+    "RedactSettings",
+    "merge",
+]
 
 
 @functools.lru_cache(maxsize=256)
@@ -116,6 +126,7 @@ class EnrichSettings(ConfigModel):
     loki: LokiSettings | None = LokiSettings()
     redact: RedactSettings = RedactSettings()
     links: EnrichLinks = EnrichLinks()
+    kubernetes: KubernetesEnrichSettings = KubernetesEnrichSettings()
 
     @property
     def loki_enabled(self) -> bool:

@@ -8,11 +8,15 @@ window. A semaphore per Loki URL bounds concurrent queries. The whole stage is b
 ``loki.timeout`` (2 s by default): on timeout, error or an empty answer the notification goes out
 anyway, saying why. It never raises and never drops a notification.
 
+With ``enrich.kubernetes`` on, the workloads the alerts name are read from the Kubernetes API at
+the same time (:mod:`alert_router.enrich.kubernetes`), bounded by their own timeout.
+
 Output, in ``notification.extra["enrichment"]``::
 
     {"logs": [{"query": str, "status": "ok" | "empty" | "unavailable", "reason": str | None,
                "lines": [{"ts": RFC3339, "pod": str, "line": str}], "fingerprints": [str]}],
-     "links": {fingerprint: {"grafana": url, "alertmanager": url, "silence": url, "generator": url}}}
+     "links": {fingerprint: {"grafana": url, "alertmanager": url, "silence": url, "generator": url}},
+     "kubernetes": [{"target": str, "status": str, "summary": str, ..., "fingerprints": [str]}]}
 
 Lines are merged across streams in time order, newest last, redacted, then trimmed per line and in
 total. A link that cannot be built is ``""``.
@@ -34,6 +38,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from alert_router.configbase import secret
+from alert_router.enrich.kubernetes import KubernetesEnricher, target_of
 from alert_router.enrich.links import (
     alertmanager_urls,
     grafana_explore_url,
@@ -243,7 +248,7 @@ def preview_queries(config: Config, rules: list[Rule], labels: dict[str, str]) -
 
 
 def describe_queries(config: Config, rules: list[Rule], labels: dict[str, str]) -> list[str]:
-    """Human-readable lines for ``route-test``: the LogQL query each rule would send, or why none."""
+    """Human-readable lines for ``route-test``: each rule's LogQL query (or why none) and Kubernetes workload."""
     from alert_router.durations import format_duration
 
     lines: list[str] = []
@@ -262,6 +267,13 @@ def describe_queries(config: Config, rules: list[Rule], labels: dict[str, str]) 
                 f"from startsAt-{format_duration(s.lookback)} to endsAt or now"
                 + (f" tenant={s.tenant}" if s.tenant else "")
             )
+    for rule in rules:
+        k = settings_for_rule(config, rule).kubernetes
+        if k.enabled:
+            target = target_of(labels, k)
+            lines.append(f"kubernetes evidence (rule {rule.name}): "
+                         + (f"{target.key}, within {format_duration(k.timeout)}" if target is not None
+                            else "no workload named by these labels"))
     return lines
 
 
@@ -316,16 +328,28 @@ class EnrichmentStage:
         self._semaphores: dict[str, asyncio.Semaphore] = {}
         self._redactors: dict[Hashable, Redactor] = {}
         self._metrics = _StageMetrics(metrics)
+        self._kube: KubernetesEnricher | None = None
 
     # -- configuration ---------------------------------------------------------------------
     def settings_for(self, rule_name: str) -> EnrichSettings:
         """The effective settings for notifications routed by ``rule_name`` (global for the default route)."""
         return self._by_rule.get(rule_name, self._global)
 
+    def prepare(self) -> None:
+        """Start building the Kubernetes client in the background when any rule enriches from Kubernetes.
+
+        Importing the official client takes a second or two once per process: better at startup than on the
+        first page. Call from a running event loop.
+        """
+        if any(s.kubernetes.enabled for s in [self._global, *self._by_rule.values()]) and self._kube is None:
+            self._kube = KubernetesEnricher(self.config.settings.kubernetes)
+            self._kube.prepare()
+
     @property
     def active(self) -> bool:
-        """Whether any rule would enrich at all (Loki or links)."""
-        return any(s.loki_enabled or s.links.enabled for s in [self._global, *self._by_rule.values()])
+        """Whether any rule would enrich at all (Loki, links or Kubernetes)."""
+        return any(s.loki_enabled or s.links.enabled or s.kubernetes.enabled
+                   for s in [self._global, *self._by_rule.values()])
 
     def _redactor(self, cfg: RedactSettings) -> Redactor:
         key = (cfg.defaults, tuple(cfg.patterns))
@@ -390,14 +414,26 @@ class EnrichmentStage:
 
     async def build(self, notification: Notification, settings: EnrichSettings) -> dict[str, Any] | None:
         """Compute the enrichment of ``notification`` under ``settings`` (``None`` when all is off)."""
-        if not settings.loki_enabled and not settings.links.enabled:
+        if not settings.loki_enabled and not settings.links.enabled and not settings.kubernetes.enabled:
             return None
+        kube: asyncio.Task[list[dict[str, Any]]] | None = None
+        if settings.kubernetes.enabled:
+            if self._kube is None:
+                self._kube = KubernetesEnricher(self.config.settings.kubernetes)
+            kube = asyncio.create_task(self._kube.enrich(notification.alerts, settings.kubernetes,
+                                                         self._redactor(settings.redact)))
         windows: dict[str, _Group] = {}
         logs: list[dict[str, Any]] = []
-        if settings.loki is not None and settings.loki.enabled:
-            logs, windows = await self._logs(notification, settings.loki, settings.redact)
+        try:
+            if settings.loki is not None and settings.loki.enabled:
+                logs, windows = await self._logs(notification, settings.loki, settings.redact)
+        finally:
+            evidence = await kube if kube is not None else None
         links = self._links(notification, settings, windows) if settings.links.enabled else {}
-        return {"logs": logs, "links": links}
+        out: dict[str, Any] = {"logs": logs, "links": links}
+        if evidence is not None:
+            out["kubernetes"] = evidence
+        return out
 
     def _plan(
         self, notification: Notification, loki: LokiSettings, now_ns: int
@@ -630,6 +666,9 @@ class EnrichmentStage:
     async def aclose(self) -> None:
         """Cancel queries in flight and close the HTTP session (if the stage created it)."""
         await self.cache.aclose()
+        if self._kube is not None:
+            await self._kube.aclose()
+            self._kube = None
         if self._own_session and self._session is not None:
             await self._session.close()
         self._session = None

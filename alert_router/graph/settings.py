@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field, field_validator
 
 from alert_router.configbase import ConfigModel
-from alert_router.durations import Duration
+from alert_router.durations import Duration, check_timeout
 from alert_router.enrich.settings import merge
 from alert_router.graph.promql import PromQLError, analyse
-from alert_router.httpsource import SourceSettings, check_base_url, check_timeout
+from alert_router.httpsource import SourceSettings, check_base_url
 
 if TYPE_CHECKING:
     from alert_router.config import Config, Rule

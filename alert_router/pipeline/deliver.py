@@ -173,6 +173,7 @@ class Deliverer:
         ok = await self.store.finish_outbox(item, self.owner, ok=True, now=now(), message_ref=ref)
         if ok:
             self.metrics.notifications.labels(item.dest, "sent").inc()
+            self.metrics.last_delivery.labels(item.dest).set(now())
             self.metrics.processing_seconds.observe(max(0.0, now() - notification.received_at.timestamp()))
         else:
             log.warning("lease lost after delivery; another worker may repeat it", outbox_id=item.id)
@@ -216,6 +217,7 @@ class Deliverer:
             self.wake.set()
 
     async def _guarded(self, item: OutboxItem, sem: asyncio.Semaphore) -> None:
+        self.metrics.deliveries_in_flight.inc()
         try:
             await self.deliver(item)
         except StoreUnavailable as exc:
@@ -225,6 +227,7 @@ class Deliverer:
         except Exception:
             log.exception("unexpected error during delivery; the item will be retried", outbox_id=item.id)
         finally:
+            self.metrics.deliveries_in_flight.dec()
             sem.release()
             self.wake.set()
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import structlog
 
 from alert_router.config import Config
+from alert_router.deadman import DeadmanSwitch
 from alert_router.errors import PayloadError, StoreUnavailable
 from alert_router.metrics import Metrics
 from alert_router.models import WebhookPayload, parse_payload
@@ -85,6 +86,8 @@ class Ingestor:
         self.wake = asyncio.Event()
         self.wake_delivery = wake_delivery
         self.wake_runbooks: asyncio.Event | None = None
+        # Alertmanager's heartbeat (Watchdog) is the dead-man's switch's, never notified (alert_router.deadman).
+        self.deadman: DeadmanSwitch | None = None
 
     async def process(self, item: InboxItem) -> bool:
         """Process one claimed body; return whether it committed."""
@@ -95,6 +98,8 @@ class Ingestor:
             log.error("stored webhook body cannot be parsed; marked failed", inbox_id=item.id, error=str(exc))
             await self.store.fail_inbox(item, self.owner, str(exc), now)
             return False
+        if self.deadman is not None:
+            payload = self.deadman.without_heartbeats(payload)
         observed = observe(payload)
         result = await self.store.commit_inbox(
             item,

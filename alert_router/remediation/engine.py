@@ -5,6 +5,12 @@ For each ``runbook`` trigger (one changed alert whose routing rule names the run
 1. **match** — the runbook's own ``match`` and ``when``; not applicable → one audit record, no run.
 2. **target** — rendered from the alert's labels, validated as Kubernetes names, and checked against
    ``guards.allowed_namespaces``; refused → a ``skipped`` run.
+   **evidence** — for a Deployment, StatefulSet or Pod target and a runbook that changes something
+   (or whose ``when`` reads ``evidence``): one bounded round of reads (see
+   :mod:`~alert_router.remediation.evidence`), kept in the run, audited, posted with every report
+   of the run, and gathered again right before the steps of a run that waited for approval. A
+   failure never stops the run unless ``evidence.required``. A ``when`` that reads ``evidence`` is
+   evaluated after it.
 3. **admission** (atomic in the store) — the target lock (one active run per target), the cooldown
    and ``max_runs`` per runbook and target, counted in the store so they survive restarts.
 4. **approval** — with ``require_approval`` the run waits as ``pending_approval`` until an authorized
@@ -36,11 +42,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from alert_router.audit import AuditEntry
 from alert_router.config import Config
-from alert_router.durations import format_duration
-from alert_router.errors import AlertRouterError, FailureReason, StoreUnavailable
+from alert_router.errors import AlertRouterError, StoreUnavailable
 from alert_router.pipeline.route import route_labels
+from alert_router.redact import Redactor
 from alert_router.remediation.actions import REGISTRY, ActionParams, StepContext, StepFailed, StepResult, Target
-from alert_router.remediation.kube import KubeClient, KubeError, KubeSession
+from alert_router.remediation.actions.base import run_step
+from alert_router.remediation.evidence import gather_with
+from alert_router.remediation.kube import KubeClient, KubeSession
 from alert_router.remediation.runbook import Runbook
 from alert_router.remediation.runs import (
     Admission,
@@ -142,6 +150,9 @@ def run_entry(run: RunRecord) -> dict[str, Any]:
     }
     if run.status == PENDING and run.approval_expires_at:
         entry["approval_expires_at"] = _iso(run.approval_expires_at)
+    evidence = run.data.get("evidence")
+    if isinstance(evidence, dict):
+        entry["evidence"] = evidence
     return entry
 
 
@@ -178,6 +189,8 @@ class RemediationEngine:
             on_request=lambda verb, res, outcome: self.metrics.kube_requests.labels(verb, res, outcome).inc(),
         )
         self.wake_delivery = wake_delivery
+        redact = config.settings.enrich.redact
+        self.redactor = Redactor(redact.patterns, defaults=redact.defaults)
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._lease_lost: set[int] = set()
         self._watchers: dict[str, set[asyncio.Event]] = {}
@@ -263,7 +276,7 @@ class RemediationEngine:
             reason = None
             if not runbook.matches(labels):
                 reason = "the runbook's match does not accept the alert's labels"
-            elif runbook.when:
+            elif runbook.when and not runbook.when_uses_evidence:
                 try:
                     if not evaluate(runbook.when, variables):
                         reason = f"when: {runbook.when} is false"
@@ -271,10 +284,7 @@ class RemediationEngine:
                     return await self._refuse(runbook, payload, requested_by, trigger, None,
                                               Refusal("when", f"cannot evaluate when: {exc}"))
             if reason is not None:
-                await self.store.append_audit(
-                    [AuditEntry("not_applicable", {**base, "reason": reason}, runbook=runbook.name)], time.time()
-                )
-                log.info("runbook not applicable", runbook=runbook.name, fingerprint=fingerprint, reason=reason)
+                await self._not_applicable(runbook, base, reason)
                 return None
         target: Target | None = None
         if runbook.target is not None:
@@ -297,6 +307,24 @@ class RemediationEngine:
                     Refusal("allowed_namespaces", f"namespace {namespace!r} is not in {sorted(allowed)}",
                             {"namespace": namespace, "allowed": sorted(allowed)}),
                 )
+        evidence: dict[str, Any] | None = None
+        if target is not None and runbook.wants_evidence:
+            evidence = await self.gather_evidence(runbook, target)
+            if runbook.evidence.required and evidence.get("status") != "ok":
+                return await self._refuse(
+                    runbook, payload, requested_by, trigger, target,
+                    Refusal("evidence", f"evidence is required and could not be gathered: {evidence.get('reason')}"),
+                    evidence,
+                )
+        if not manual and runbook.when and runbook.when_uses_evidence:
+            try:
+                applies = evaluate(runbook.when, {**variables, "evidence": evidence or {}})
+            except TemplateProblem as exc:
+                return await self._refuse(runbook, payload, requested_by, trigger, target,
+                                          Refusal("when", f"cannot evaluate when: {exc}"), evidence)
+            if not applies:
+                await self._not_applicable(runbook, base, f"when: {runbook.when} is false", evidence)
+                return None
         now = time.time()
         guards = runbook.guards
         dry_run = self.config.settings.dry_run or guards.dry_run
@@ -316,7 +344,7 @@ class RemediationEngine:
             dry_run=dry_run,
             requested_by=requested_by,
             trigger=trigger,
-            data=self._run_data(payload, target),
+            data=self._run_data(payload, target, evidence),
             approval_expires_at=expires,
         )
         admission = Admission(guards.cooldown, guards.max_runs.count, guards.max_runs.window, self.owner, lease_until)
@@ -330,6 +358,8 @@ class RemediationEngine:
             else:
                 audit = [self._entry(record, "matched", {**base, "dry_run": record.dry_run,
                                                          "require_approval": guards.require_approval}, requested_by)]
+                if evidence is not None:
+                    audit.append(self._entry(record, "evidence", evidence))
                 if record.status == PENDING:
                     audit.append(self._entry(record, "approval_requested", {
                         "expires_at": _iso(record.approval_expires_at or now),
@@ -359,6 +389,7 @@ class RemediationEngine:
         trigger: str | None,
         target: Target | None,
         refusal: Refusal,
+        evidence: dict[str, Any] | None = None,
     ) -> RunRecord:
         alert = dict(payload.get("alert") or {})
         fingerprint = str(alert.get("fingerprint", ""))
@@ -371,7 +402,7 @@ class RemediationEngine:
             dry_run=self.config.settings.dry_run or runbook.guards.dry_run,
             requested_by=requested_by,
             trigger=trigger,
-            data=self._run_data(payload, target),
+            data=self._run_data(payload, target, evidence),
         )
         alert_now = await self._current_alert(alert)
         labels = alert.get("labels") or {}
@@ -381,7 +412,8 @@ class RemediationEngine:
                 "fingerprint": fingerprint, "alertname": labels.get("alertname", ""), "guard": refusal.guard,
                 "reason": refusal.reason, **refusal.details,
             }, requested_by)
-            return RunEffects([entry], self._notifications(record, alert_now))
+            audit = [entry] + ([self._entry(record, "evidence", evidence)] if evidence is not None else [])
+            return RunEffects(audit, self._notifications(record, alert_now))
 
         admission = Admission(0, 0, 0, self.owner, 0, refusal=refusal)
         record, created = await self.store.begin_run(new, admission, time.time(), effects)
@@ -391,6 +423,29 @@ class RemediationEngine:
                         reason=refusal.reason)
             self._wake()
         return record
+
+    async def _not_applicable(
+        self, runbook: Runbook, base: dict[str, Any], reason: str, evidence: dict[str, Any] | None = None
+    ) -> None:
+        details = {**base, "reason": reason}
+        if evidence is not None:
+            details["evidence"] = evidence.get("summary")
+        await self.store.append_audit([AuditEntry("not_applicable", details, runbook=runbook.name)], time.time())
+        log.info("runbook not applicable", runbook=runbook.name, fingerprint=base.get("fingerprint"), reason=reason)
+
+    def _session(self, *, dry_run: bool, deadline: float) -> KubeSession:
+        return KubeSession(self.kube, dry_run=dry_run, deadline=deadline,
+                           server_dry_run=self.config.settings.kubernetes.server_dry_run)
+
+    async def gather_evidence(self, runbook: Runbook, target: Target) -> dict[str, Any]:
+        """The evidence about ``target`` under ``runbook.evidence``, bounded by its timeout; never raises.
+
+        Evidence only reads, in dry runs too; without a cluster it says why it is unavailable.
+        """
+        evidence = await gather_with(self.kube, target, runbook.evidence, self.redactor)
+        log.info("evidence gathered", runbook=runbook.name, target=target.key, status=evidence.get("status"),
+                 summary=evidence.get("summary"), duration=evidence.get("duration"))
+        return evidence
 
     # -- approvals --------------------------------------------------------------------------------
 
@@ -575,12 +630,23 @@ class RemediationEngine:
         target = Target(**data["target"]) if data.get("target") else None
         alert = dict(data.get("alert") or {})
         fingerprint = str(alert.get("fingerprint", ""))
+        if target is not None and run.decided_by and runbook.wants_evidence:
+            # the run waited for a person: what it acts on may have changed since the trigger
+            data["evidence"] = await self.gather_evidence(runbook, target)
+            refreshed = await self.store.update_run(
+                run.id, expect=[RUNNING], expect_owner=self.owner, now=time.time(), change=RunChange(data=data),
+                effects=RunEffects([self._entry(run, "evidence", data["evidence"])]),
+            )
+            if refreshed is None:
+                log.error("run changed under us; stopping", run_id=run.id)
+                return
         event = asyncio.Event()
         self._watchers.setdefault(fingerprint, set()).add(event)
         variables = {
             **alert_variables(runbook.name, alert),
             "target": target.as_dict() if target else {},
             "run": {"id": run.id, "dry_run": run.dry_run},
+            "evidence": data.get("evidence") or {},
         }
         failure: tuple[int, ActionParams, StepFailed] | None = None
         summaries: list[str] = []
@@ -650,7 +716,7 @@ class RemediationEngine:
         if started is None:
             log.error("run changed under us; stopping", run_id=run.id)
             return None
-        session = KubeSession(self.kube, dry_run=run.dry_run, deadline=time.monotonic() + timeout)
+        session = self._session(dry_run=run.dry_run, deadline=time.monotonic() + timeout)
 
         def notification(receiver: str, extra: dict[str, Any]) -> NewOutboxItem:
             return self._notification_item(run, data, receiver, extra)
@@ -663,16 +729,7 @@ class RemediationEngine:
             notification=notification,
         )
         t0 = time.monotonic()
-        outcome: StepResult | StepFailed
-        try:
-            async with asyncio.timeout(timeout + 1.0):
-                outcome = await action.run(ctx, step)
-        except StepFailed as exc:
-            outcome = exc
-        except KubeError as exc:
-            outcome = StepFailed.from_kube(exc, step.action)
-        except TimeoutError:
-            outcome = StepFailed(FailureReason.TIMEOUT, f"timed out after {format_duration(timeout)}")
+        outcome = await run_step(action.run, ctx, step, timeout)
         duration = time.monotonic() - t0
         requests = [c.to_json() for c in session.take_calls()]
         ok = isinstance(outcome, StepResult)
@@ -733,8 +790,10 @@ class RemediationEngine:
 
     # -- notifications and records ----------------------------------------------------------------
 
-    def _run_data(self, payload: Mapping[str, Any], target: Target | None) -> dict[str, Any]:
-        return {
+    def _run_data(
+        self, payload: Mapping[str, Any], target: Target | None, evidence: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        data = {
             "alert": dict(payload.get("alert") or {}),
             "rule": payload.get("rule"),
             "receivers": [list(r) for r in payload.get("receivers") or []],
@@ -743,6 +802,9 @@ class RemediationEngine:
             "target": target.as_dict() if target else None,
             "steps": [],
         }
+        if evidence is not None:
+            data["evidence"] = evidence
+        return data
 
     async def _current_alert(self, alert: dict[str, Any]) -> dict[str, Any]:
         """The alert as last stored (a run's report must not show a resolved alert as firing)."""

@@ -5,9 +5,11 @@
   (:func:`asyncio.to_thread`) with a request timeout; retries with tenacity on 409 Conflict, 429,
   5xx, connection errors and timeouts, never on 400/401/403/404/422.
 * :class:`KubeSession` — one per run: the few typed calls the actions make. It records every
-  request (method, path, content type, body, outcome). In a dry run, mutating requests are recorded
-  and **never sent**; reads still go to the cluster when one is configured, so the recorded
-  requests are the exact ones a real run would make.
+  request (method, path, query, content type, body, outcome). In a dry run, reads still go to the
+  cluster when one is configured, and mutating requests are sent with ``dryRun=All`` (server-side
+  dry run: authorized, admitted and validated, never persisted), so a plan that would meet a 403
+  or a validation error says so; with ``kubernetes.server_dry_run: false``, or without a cluster,
+  they are recorded and never sent.
 
 Errors surface as :class:`KubeError` with a :class:`~alert_router.errors.FailureReason`.
 """
@@ -19,7 +21,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -232,12 +234,20 @@ class KubeClient:
         return self._api
 
     async def call(
-        self, verb: str, resource: str, fn: Callable[[Any, float], Any], *, deadline: float, record: KubeCall
+        self,
+        verb: str,
+        resource: str,
+        fn: Callable[[Any, float], Any],
+        *,
+        deadline: float,
+        record: KubeCall,
+        text: bool = False,
     ) -> Obj:
         """Run ``fn(api_client, request_timeout)`` in a thread with retries until ``deadline`` (monotonic).
 
         ``fn`` must call a typed API method with ``_preload_content=False``; the JSON answer is returned
-        as a plain dict. ``record`` is updated with the outcome.
+        as a plain dict (``text``: a plain-text answer, such as a log, as ``{"text": ...}``). ``record``
+        is updated with the outcome.
         """
         api = await self.api()
         started = time.monotonic()
@@ -274,6 +284,8 @@ class KubeClient:
             record.status = int(getattr(response, "status", 200))
             self._count(verb, resource, str(record.status))
             data = response.data
+            if text:
+                return {"text": data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data or "")}
             return json.loads(data) if data else {}
 
         record.sent = True
@@ -316,12 +328,50 @@ def _path(group: str, namespace: str, plural: str, name: str | None = None, sub:
     return path
 
 
-class KubeSession:
-    """One run's Kubernetes calls; see the module docstring for the dry-run rule."""
+ApiFn = Callable[[Any, float, dict[str, Any]], Any]
+"""``fn(api_client, request_timeout, options)``: one typed client call; ``options`` (``dry_run``) go to the call."""
 
-    def __init__(self, client: KubeClient | None, *, dry_run: bool, deadline: float = float("inf")) -> None:
+JSON_PATCH = "application/json-patch+json"
+"""The content type of an RFC 6902 JSON patch (what ``kubectl rollout undo`` sends)."""
+
+
+def label_selector(selector: Mapping[str, Any] | None) -> str:
+    """A ``metav1.LabelSelector`` as the query string the API accepts (``app=x,tier in (a,b)``)."""
+    selector = selector or {}
+    parts = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        key, op, values = expr.get("key", ""), expr.get("operator", ""), expr.get("values") or []
+        if op == "In":
+            parts.append(f"{key} in ({','.join(values)})")
+        elif op == "NotIn":
+            parts.append(f"{key} notin ({','.join(values)})")
+        elif op == "Exists":
+            parts.append(key)
+        elif op == "DoesNotExist":
+            parts.append(f"!{key}")
+    return ",".join(parts)
+
+
+class KubeSession:
+    """One run's Kubernetes calls; see the module docstring for the dry-run rule.
+
+    ``server_dry_run`` (with ``dry_run``): mutating requests are sent with ``dryRun=All`` when a
+    cluster is configured, so the API server authorizes, admits and validates them and changes
+    nothing; its answer (status or error) is recorded, and an error fails the step as it would in a
+    real run. Mutating calls return ``None`` in every dry run, so actions say "would ...".
+    """
+
+    def __init__(
+        self,
+        client: KubeClient | None,
+        *,
+        dry_run: bool,
+        deadline: float = float("inf"),
+        server_dry_run: bool = True,
+    ) -> None:
         self.client = client
         self.dry_run = dry_run
+        self.server_dry_run = server_dry_run
         self.deadline = deadline
         self.calls: list[KubeCall] = []
 
@@ -330,11 +380,9 @@ class KubeSession:
         calls, self.calls = self.calls, []
         return calls
 
-    async def _do(
-        self, verb: str, resource: str, record: KubeCall, fn: Callable[[Any, float], Any]
-    ) -> Obj | None:
+    async def _do(self, verb: str, resource: str, record: KubeCall, fn: ApiFn, *, text: bool = False) -> Obj | None:
         self.calls.append(record)
-        if record.mutating and self.dry_run:
+        if record.mutating and self.dry_run and not self.server_dry_run:
             record.note = "dry run: not sent"
             return None
         if self.client is None:
@@ -342,16 +390,31 @@ class KubeSession:
                 record.note = "dry run: no cluster configured, not sent"
                 return None
             raise KubeUnavailable("no Kubernetes client is configured")
+        options: dict[str, Any] = {}
+        if record.mutating and self.dry_run:
+            options["dry_run"] = "All"
+            record.query["dryRun"] = "All"
         try:
-            return await self.client.call(verb, resource, fn, deadline=self.deadline, record=record)
+            answer = await self.client.call(
+                verb, resource, lambda api, t: fn(api, t, options), deadline=self.deadline, record=record, text=text
+            )
         except KubeUnavailable as exc:
             if self.dry_run:
                 record.sent = False
+                record.query.pop("dryRun", None)
                 record.note = f"dry run: {exc.args[0]}; not sent"
                 return None
             raise
+        except KubeError:
+            if options:
+                record.note = "dry run: sent with dryRun=All; the API server refused it"
+            raise
+        if options:
+            record.note = "dry run: sent with dryRun=All; the API server accepted it and changed nothing"
+            return None
+        return answer
 
-    # -- apps/v1 deployments ---------------------------------------------------------------------
+    # -- apps/v1 deployments, replicasets and statefulsets ---------------------------------------
 
     async def read_deployment(self, namespace: str, name: str) -> Obj | None:
         """GET a Deployment (``None`` only in a dry run without a cluster)."""
@@ -359,7 +422,7 @@ class KubeSession:
 
         return await self._do(
             "get", "deployments", KubeCall("GET", _path("apps/v1", namespace, "deployments", name)),
-            lambda api, t: client.AppsV1Api(api).read_namespaced_deployment(
+            lambda api, t, o: client.AppsV1Api(api).read_namespaced_deployment(
                 name, namespace, _preload_content=False, _request_timeout=t
             ),
         )
@@ -371,8 +434,20 @@ class KubeSession:
         return await self._do(
             "patch", "deployments",
             KubeCall("PATCH", _path("apps/v1", namespace, "deployments", name), body, SMP),
-            lambda api, t: client.AppsV1Api(api).patch_namespaced_deployment(
-                name, namespace, body, _preload_content=False, _request_timeout=t, _content_type=SMP
+            lambda api, t, o: client.AppsV1Api(api).patch_namespaced_deployment(
+                name, namespace, body, _preload_content=False, _request_timeout=t, _content_type=SMP, **o
+            ),
+        )
+
+    async def json_patch_deployment(self, namespace: str, name: str, body: list[Obj]) -> Obj | None:
+        """JSON-patch (RFC 6902) a Deployment, as ``kubectl rollout undo`` does (``None`` in a dry run)."""
+        from kubernetes import client
+
+        return await self._do(
+            "patch", "deployments",
+            KubeCall("PATCH", _path("apps/v1", namespace, "deployments", name), body, JSON_PATCH),
+            lambda api, t, o: client.AppsV1Api(api).patch_namespaced_deployment(
+                name, namespace, body, _preload_content=False, _request_timeout=t, _content_type=JSON_PATCH, **o
             ),
         )
 
@@ -382,7 +457,7 @@ class KubeSession:
 
         return await self._do(
             "get", "deployments/scale", KubeCall("GET", _path("apps/v1", namespace, "deployments", name, "scale")),
-            lambda api, t: client.AppsV1Api(api).read_namespaced_deployment_scale(
+            lambda api, t, o: client.AppsV1Api(api).read_namespaced_deployment_scale(
                 name, namespace, _preload_content=False, _request_timeout=t
             ),
         )
@@ -394,12 +469,98 @@ class KubeSession:
         return await self._do(
             "patch", "deployments/scale",
             KubeCall("PATCH", _path("apps/v1", namespace, "deployments", name, "scale"), body, SMP),
-            lambda api, t: client.AppsV1Api(api).patch_namespaced_deployment_scale(
-                name, namespace, body, _preload_content=False, _request_timeout=t, _content_type=SMP
+            lambda api, t, o: client.AppsV1Api(api).patch_namespaced_deployment_scale(
+                name, namespace, body, _preload_content=False, _request_timeout=t, _content_type=SMP, **o
             ),
         )
 
-    # -- core/v1 pods ----------------------------------------------------------------------------
+    async def list_replicasets(self, namespace: str, *, label_selector: str = "") -> Obj | None:
+        """LIST ReplicaSets (a Deployment's revisions), by label selector."""
+        from kubernetes import client
+
+        query = {"labelSelector": label_selector} if label_selector else {}
+        return await self._do(
+            "list", "replicasets", KubeCall("GET", _path("apps/v1", namespace, "replicasets"), query=query),
+            lambda api, t, o: client.AppsV1Api(api).list_namespaced_replica_set(
+                namespace, label_selector=label_selector or None, _preload_content=False, _request_timeout=t
+            ),
+        )
+
+    async def read_statefulset(self, namespace: str, name: str) -> Obj | None:
+        """GET a StatefulSet."""
+        from kubernetes import client
+
+        return await self._do(
+            "get", "statefulsets", KubeCall("GET", _path("apps/v1", namespace, "statefulsets", name)),
+            lambda api, t, o: client.AppsV1Api(api).read_namespaced_stateful_set(
+                name, namespace, _preload_content=False, _request_timeout=t
+            ),
+        )
+
+    async def patch_statefulset(self, namespace: str, name: str, body: Obj) -> Obj | None:
+        """Strategic-merge PATCH a StatefulSet (``None`` in a dry run)."""
+        from kubernetes import client
+
+        return await self._do(
+            "patch", "statefulsets",
+            KubeCall("PATCH", _path("apps/v1", namespace, "statefulsets", name), body, SMP),
+            lambda api, t, o: client.AppsV1Api(api).patch_namespaced_stateful_set(
+                name, namespace, body, _preload_content=False, _request_timeout=t, _content_type=SMP, **o
+            ),
+        )
+
+    async def read_statefulset_scale(self, namespace: str, name: str) -> Obj | None:
+        """GET a StatefulSet's ``scale`` subresource."""
+        from kubernetes import client
+
+        return await self._do(
+            "get", "statefulsets/scale",
+            KubeCall("GET", _path("apps/v1", namespace, "statefulsets", name, "scale")),
+            lambda api, t, o: client.AppsV1Api(api).read_namespaced_stateful_set_scale(
+                name, namespace, _preload_content=False, _request_timeout=t
+            ),
+        )
+
+    async def patch_statefulset_scale(self, namespace: str, name: str, body: Obj) -> Obj | None:
+        """Strategic-merge PATCH a StatefulSet's ``scale`` subresource."""
+        from kubernetes import client
+
+        return await self._do(
+            "patch", "statefulsets/scale",
+            KubeCall("PATCH", _path("apps/v1", namespace, "statefulsets", name, "scale"), body, SMP),
+            lambda api, t, o: client.AppsV1Api(api).patch_namespaced_stateful_set_scale(
+                name, namespace, body, _preload_content=False, _request_timeout=t, _content_type=SMP, **o
+            ),
+        )
+
+    # -- autoscaling/v2 horizontalpodautoscalers -------------------------------------------------
+
+    async def list_hpas(self, namespace: str) -> Obj | None:
+        """LIST HorizontalPodAutoscalers (to find the one whose ``scaleTargetRef`` is the target)."""
+        from kubernetes import client
+
+        return await self._do(
+            "list", "horizontalpodautoscalers",
+            KubeCall("GET", _path("autoscaling/v2", namespace, "horizontalpodautoscalers")),
+            lambda api, t, o: client.AutoscalingV2Api(api).list_namespaced_horizontal_pod_autoscaler(
+                namespace, _preload_content=False, _request_timeout=t
+            ),
+        )
+
+    async def patch_hpa(self, namespace: str, name: str, body: Obj) -> Obj | None:
+        """Merge-PATCH a HorizontalPodAutoscaler (``None`` in a dry run)."""
+        from kubernetes import client
+
+        merge = "application/merge-patch+json"
+        return await self._do(
+            "patch", "horizontalpodautoscalers",
+            KubeCall("PATCH", _path("autoscaling/v2", namespace, "horizontalpodautoscalers", name), body, merge),
+            lambda api, t, o: client.AutoscalingV2Api(api).patch_namespaced_horizontal_pod_autoscaler(
+                name, namespace, body, _preload_content=False, _request_timeout=t, _content_type=merge, **o
+            ),
+        )
+
+    # -- core/v1 pods and events -----------------------------------------------------------------
 
     async def list_pods(self, namespace: str, *, field_selector: str = "", label_selector: str = "") -> Obj | None:
         """LIST Pods (the remediator's RBAC has list, not get)."""
@@ -408,12 +569,44 @@ class KubeSession:
         query = {k: v for k, v in (("fieldSelector", field_selector), ("labelSelector", label_selector)) if v}
         return await self._do(
             "list", "pods", KubeCall("GET", _path("v1", namespace, "pods"), query=query),
-            lambda api, t: client.CoreV1Api(api).list_namespaced_pod(
+            lambda api, t, o: client.CoreV1Api(api).list_namespaced_pod(
                 namespace,
                 field_selector=field_selector or None,
                 label_selector=label_selector or None,
                 _preload_content=False,
                 _request_timeout=t,
+            ),
+        )
+
+    async def read_pod_log(
+        self, namespace: str, name: str, *, container: str = "", previous: bool = False, tail_lines: int = 0
+    ) -> Obj | None:
+        """GET a container's log (``previous``: of the container that ran before the current one).
+
+        Answers ``{"text": ...}``. A log that does not exist (no previous container) is a 400.
+        """
+        from kubernetes import client
+
+        query = {k: v for k, v in (("container", container), ("previous", "true" if previous else ""),
+                                   ("tailLines", str(tail_lines) if tail_lines else "")) if v}
+        return await self._do(
+            "get", "pods/log", KubeCall("GET", _path("v1", namespace, "pods", name, "log"), query=query),
+            lambda api, t, o: client.CoreV1Api(api).read_namespaced_pod_log(
+                name, namespace, container=container or None, previous=previous or None,
+                tail_lines=tail_lines or None, _preload_content=False, _request_timeout=t,
+            ),
+            text=True,
+        )
+
+    async def list_events(self, namespace: str, *, field_selector: str = "") -> Obj | None:
+        """LIST core/v1 Events (``fieldSelector=involvedObject.name=NAME,...``, as ``kubectl describe`` does)."""
+        from kubernetes import client
+
+        query = {"fieldSelector": field_selector} if field_selector else {}
+        return await self._do(
+            "list", "events", KubeCall("GET", _path("v1", namespace, "events"), query=query),
+            lambda api, t, o: client.CoreV1Api(api).list_namespaced_event(
+                namespace, field_selector=field_selector or None, _preload_content=False, _request_timeout=t
             ),
         )
 
@@ -424,8 +617,8 @@ class KubeSession:
         body = {"gracePeriodSeconds": grace_period_seconds} if grace_period_seconds is not None else None
         return await self._do(
             "delete", "pods", KubeCall("DELETE", _path("v1", namespace, "pods", name), body, "application/json"),
-            lambda api, t: client.CoreV1Api(api).delete_namespaced_pod(
-                name, namespace, body=cast(Any, body), _preload_content=False, _request_timeout=t
+            lambda api, t, o: client.CoreV1Api(api).delete_namespaced_pod(
+                name, namespace, body=cast(Any, body), _preload_content=False, _request_timeout=t, **o
             ),
         )
 
@@ -437,7 +630,7 @@ class KubeSession:
 
         return await self._do(
             "get", "cronjobs", KubeCall("GET", _path("batch/v1", namespace, "cronjobs", name)),
-            lambda api, t: client.BatchV1Api(api).read_namespaced_cron_job(
+            lambda api, t, o: client.BatchV1Api(api).read_namespaced_cron_job(
                 name, namespace, _preload_content=False, _request_timeout=t
             ),
         )
@@ -448,8 +641,8 @@ class KubeSession:
 
         return await self._do(
             "create", "jobs", KubeCall("POST", _path("batch/v1", namespace, "jobs"), body, "application/json"),
-            lambda api, t: client.BatchV1Api(api).create_namespaced_job(
-                namespace, cast(Any, body), _preload_content=False, _request_timeout=t
+            lambda api, t, o: client.BatchV1Api(api).create_namespaced_job(
+                namespace, cast(Any, body), _preload_content=False, _request_timeout=t, **o
             ),
         )
 
@@ -459,7 +652,7 @@ class KubeSession:
 
         return await self._do(
             "get", "jobs", KubeCall("GET", _path("batch/v1", namespace, "jobs", name)),
-            lambda api, t: client.BatchV1Api(api).read_namespaced_job(
+            lambda api, t, o: client.BatchV1Api(api).read_namespaced_job(
                 name, namespace, _preload_content=False, _request_timeout=t
             ),
         )

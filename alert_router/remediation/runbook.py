@@ -16,20 +16,22 @@
       approvers: []                           # who may approve (default: remediation.approvers, else anyone)
       step_timeout: 5m
       dry_run: false                          # plan only, whatever the global switch says
+    evidence: {timeout: 5s, required: false, log_lines: 20}   # what the API says, before any change
     steps: [{action: rollout_restart}, {action: wait_rollout, timeout: 5m}]
     on_failure: [{action: notify, receiver: console}]
 
 Checked when the configuration loads: unknown actions and keys, missing ``max_replicas`` ceilings,
 templates that do not parse or use unknown variables, literal names that are not valid Kubernetes
 names, namespaces (literal, or pinned by an ``=`` matcher) outside ``allowed_namespaces``, actions
-whose target kind does not fit, and ``notify`` steps naming unknown receivers.
+whose target kind does not fit, ``notify`` steps naming unknown receivers, and a ``when:`` that reads
+``evidence`` without a target evidence can be gathered for.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -39,6 +41,7 @@ from alert_router.durations import Duration
 from alert_router.errors import MatcherError, Problem
 from alert_router.matchers import Matcher, MatchOp, parse_matcher_list
 from alert_router.remediation.actions import REGISTRY, ActionParams
+from alert_router.remediation.evidence import EVIDENCE_KINDS, EvidenceSettings
 from alert_router.remediation.templating import (
     CONDITION_VARS,
     STEP_VARS,
@@ -46,13 +49,14 @@ from alert_router.remediation.templating import (
     check_condition,
     check_template,
     check_value,
+    condition_variables,
     is_template,
     name_problem,
     namespace_problem,
 )
 from alert_router.yamlfile import LineMap, YamlDocument
 
-TARGET_KINDS = ("Deployment", "CronJob", "Pod")
+TARGET_KINDS = ("Deployment", "StatefulSet", "CronJob", "Pod")
 
 
 class MaxRuns(ConfigModel):
@@ -75,10 +79,20 @@ class Guards(ConfigModel):
     dry_run: bool = False
 
 
+class RunbookEvidence(EvidenceSettings):
+    """Evidence gathered before a run (see :mod:`alert_router.remediation.evidence`).
+
+    ``required``: when the evidence cannot be gathered (no answer in time, 403...), the run is
+    refused instead of going ahead without it.
+    """
+
+    required: bool = False
+
+
 class TargetSpec(ConfigModel):
     """The object the runbook acts on; ``namespace`` and ``name`` are templates."""
 
-    kind: Literal["Deployment", "CronJob", "Pod"]
+    kind: Literal["Deployment", "StatefulSet", "CronJob", "Pod"]
     namespace: str = Field(min_length=1)
     name: str = Field(min_length=1)
 
@@ -92,6 +106,7 @@ class RunbookModel(ConfigModel):
     when: str = ""
     target: TargetSpec | None = None
     guards: Guards = Guards()
+    evidence: RunbookEvidence = RunbookEvidence()
     steps: list[dict[str, Any]] = Field(min_length=1)
     on_failure: list[dict[str, Any]] = Field(default_factory=list)
 
@@ -119,10 +134,19 @@ class Runbook:
     on_failure: tuple[ActionParams, ...]
     file: str = ""
     line: int = 1
+    evidence: RunbookEvidence = field(default_factory=RunbookEvidence)
+    when_uses_evidence: bool = False
 
     def matches(self, labels: dict[str, str]) -> bool:
         """Whether every ``match`` matcher accepts ``labels``."""
         return all(m.matches(labels) for m in self.matchers)
+
+    @property
+    def wants_evidence(self) -> bool:
+        """Whether runs gather evidence first: an evidence target, and a change or a ``when`` to inform."""
+        if not self.evidence.enabled or self.target is None or self.target.kind not in EVIDENCE_KINDS:
+            return False
+        return self.when_uses_evidence or any(REGISTRY[s.action].mutating for s in (*self.steps, *self.on_failure))
 
 
 def _message(err: Any) -> str:
@@ -215,11 +239,17 @@ def load_runbook(
         return None, _pydantic_problems(exc, lines)
     problems: list[Problem] = []
     matchers = tuple(parse_matcher_list(model.match))
+    uses_evidence = False
     if model.when:
         try:
             check_condition(model.when)
+            uses_evidence = "evidence" in condition_variables(model.when)
         except TemplateProblem as exc:
             problems.append(lines.problem(("when",), f"when: {exc}"))
+    if uses_evidence and (model.target is None or model.target.kind not in EVIDENCE_KINDS
+                          or not model.evidence.enabled):
+        problems.append(lines.problem(("when",), "when: reads `evidence`, which needs a target of kind "
+                                      f"{', '.join(sorted(EVIDENCE_KINDS))} and evidence.enabled"))
     steps, p = _load_steps(model.steps, "steps", lines, model.target, receivers)
     problems += p
     on_failure, p = _load_steps(model.on_failure, "on_failure", lines, model.target, receivers)
@@ -283,5 +313,7 @@ def load_runbook(
         on_failure=tuple(on_failure),
         file=str(doc.path),
         line=lines.line_of(()),
+        evidence=model.evidence,
+        when_uses_evidence=uses_evidence,
     )
     return runbook, []

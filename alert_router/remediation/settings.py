@@ -14,13 +14,16 @@ class KubernetesConfig(ConfigModel):
     ``in_cluster`` unset means: use the Pod's service account when running in a Pod
     (``$KUBERNETES_SERVICE_HOST`` is set), else the kubeconfig. ``kubeconfig`` empty means the
     client's default (``$KUBECONFIG`` or ``~/.kube/config``); a relative path is relative to the
-    config file. ``context`` empty means the kubeconfig's current context.
+    config file. ``context`` empty means the kubeconfig's current context. ``server_dry_run``: in a
+    dry run, send mutating requests with ``dryRun=All`` so the API server checks them (RBAC,
+    admission, validation) without applying them; ``false`` records them without sending.
     """
 
     kubeconfig: str = ""
     context: str = ""
     in_cluster: bool | None = None
     request_timeout: Duration = Field(default=10.0, gt=0)
+    server_dry_run: bool = True
 
 
 class RetryConfig(ConfigModel):

@@ -6,8 +6,10 @@ when the configuration loads (syntax, only known variables, and no access the sa
 :class:`jinja2.StrictUndefined`, so a missing label is an error, never an empty string.
 
 Variables: ``labels``, ``annotations``, ``alert`` (``name``, ``status``, ``fingerprint``,
-``starts_at``, ``generator_url``) and ``runbook`` (its name) everywhere; in steps also ``target``
-(``kind``, ``namespace``, ``name``) and ``run`` (``id``, ``dry_run``).
+``starts_at``, ``generator_url``) and ``runbook`` (its name) everywhere; in ``when:`` and in steps
+also ``evidence`` (what the Kubernetes API said about the target, see
+:mod:`alert_router.remediation.evidence`); in steps also ``target`` (``kind``, ``namespace``,
+``name``) and ``run`` (``id``, ``dry_run``).
 """
 
 from __future__ import annotations
@@ -23,9 +25,12 @@ from jinja2.sandbox import SandboxedEnvironment
 from alert_router.sandbox import unsafe_accesses
 
 CONDITION_VARS = frozenset({"labels", "annotations", "alert", "runbook"})
-"""Variables available in ``when:`` and ``target:``."""
+"""Variables available in ``target:`` (and, with ``evidence``, in ``when:``)."""
 
-STEP_VARS = CONDITION_VARS | {"target", "run"}
+WHEN_VARS = CONDITION_VARS | {"evidence"}
+"""Variables available in ``when:``."""
+
+STEP_VARS = WHEN_VARS | {"target", "run"}
 """Variables available in step parameters."""
 
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
@@ -74,12 +79,20 @@ def check_condition(text: str) -> None:
     if not any(isinstance(n, nodes.Output) for n in ast.body):  # pragma: no cover - parse guarantees it
         raise TemplateProblem(f"invalid condition {text!r}")
     _refuse_unsafe(ast, f"condition {text!r}")
-    unknown = meta.find_undeclared_variables(ast) - CONDITION_VARS
+    unknown = meta.find_undeclared_variables(ast) - WHEN_VARS
     if unknown:
         raise TemplateProblem(
             f"condition {text!r} uses unknown variable(s) {', '.join(sorted(unknown))}; "
-            f"known: {', '.join(sorted(CONDITION_VARS))}"
+            f"known: {', '.join(sorted(WHEN_VARS))}"
         )
+
+
+def condition_variables(text: str) -> frozenset[str]:
+    """The variables a (valid) ``when:`` condition reads."""
+    try:
+        return frozenset(meta.find_undeclared_variables(_ENV.parse("{{ " + _condition_expr(text) + " }}")))
+    except TemplateError:
+        return frozenset()
 
 
 def _condition_expr(text: str) -> str:

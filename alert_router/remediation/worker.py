@@ -45,6 +45,12 @@ class RunbookWorker:
         self.config = config
         self.owner = owner
         self.wake = asyncio.Event()
+        self._recover_now = False
+
+    def recover_soon(self) -> None:
+        """Look for orphaned runs at the next turn (a dead replica's runs were just released), not a lease later."""
+        self._recover_now = True
+        self.wake.set()
 
     async def handle(self, item: OutboxItem) -> None:
         """Hand one item to the engine; on a store outage or a bug, put it back for later."""
@@ -69,7 +75,8 @@ class RunbookWorker:
         if now - last.get("expire", 0) >= settings.remediation.poll_interval:
             last["expire"] = now
             await self.engine.expire_approvals()
-        if now - last.get("recover", 0) >= settings.remediation.lease:
+        if self._recover_now or now - last.get("recover", 0) >= settings.remediation.lease:
+            self._recover_now = False
             last["recover"] = now
             await self.engine.recover()
         if now - last.get("prune", 0) >= settings.retention.prune_interval:

@@ -205,6 +205,22 @@ def _logs(enrichment: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _kubernetes(enrichment: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Kubernetes evidence of the enrichment: one line per workload (the details stay in ``extra``)."""
+    out = []
+    for entry in enrichment.get("kubernetes") or []:
+        if isinstance(entry, Mapping):
+            out.append(
+                {
+                    "target": str(entry.get("target", "")),
+                    "status": str(entry.get("status", "")),
+                    "summary": str(entry.get("summary", "") or ""),
+                    "fingerprints": [str(f) for f in entry.get("fingerprints") or []],
+                }
+            )
+    return out
+
+
 def graph_cid(graph_id: str) -> str:
     """The ``Content-ID`` (without angle brackets) under which a mail carries picture ``graph_id``."""
     return f"graph-{graph_id}@alert-router"
@@ -237,6 +253,9 @@ def _runbook_runs(extra: Mapping[str, Any]) -> list[dict[str, Any]]:
     runs = []
     for run in extra.get("runbook_runs") or []:
         if isinstance(run, Mapping):
+            evidence = run.get("evidence")
+            if not isinstance(evidence, Mapping):
+                evidence = {}
             runs.append(
                 {
                     "run_id": str(run.get("run_id", "")),
@@ -244,6 +263,7 @@ def _runbook_runs(extra: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "status": str(run.get("status", "")),
                     "summary": str(run.get("summary", "") or ""),
                     "dry_run": bool(run.get("dry_run", False)),
+                    "evidence": str(evidence.get("summary", "") or ""),
                 }
             )
     return runs
@@ -340,6 +360,7 @@ def build_context(
         "changed": list(notification.changed),
         "links": group_links,
         "logs": _logs(enrichment),
+        "kubernetes": _kubernetes(enrichment),
         "runbook_runs": _runbook_runs(extra),
         "graphs": _graphs(extra),
         "digest": digest_ctx,

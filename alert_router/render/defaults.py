@@ -54,11 +54,18 @@ _No log lines for_ {{ entry.query|code(200) }}
 _Logs unavailable{% if entry.reason %}: {{ entry.reason|oneline|clip(200) }}{% endif %}_
 {% endif %}
 {% endfor %}
+{% for k in kubernetes %}
+🔎 {{ k.target|code(120) }}: {{ k.summary|oneline|clip(300) }}
+
+{% endfor %}
 {% for g in graphs if g.status != "ok" %}
 _Graph unavailable: {{ g.reason|oneline|clip(200) }}_
 {% endfor %}
 {% for r in runbook_runs %}
 ⚙️ Runbook {{ r.runbook|code(80) }}{% if r.dry_run %} (dry run){% endif %}: {{ r.status|bold }}{% if r.summary %} — {{ r.summary|oneline|clip(300) }}{% endif %}
+{% if r.evidence %}
+🔎 Before: {{ r.evidence|oneline|clip(300) }}
+{% endif %}
 
 {% endfor %}
 {% endif %}
@@ -117,6 +124,10 @@ Alertmanager left out {{ truncated_alerts }} more (max_alerts).
 <i>Logs unavailable{% if entry.reason %}: {{ entry.reason|oneline|clip(200) }}{% endif %}</i>
 {% endif %}
 {% endfor %}
+{% for k in kubernetes %}
+
+🔎 <code>{{ k.target|clip(120) }}</code>: {{ k.summary|oneline|clip(300) }}
+{% endfor %}
 {% for g in graphs if g.status != "ok" %}
 
 <i>Graph unavailable: {{ g.reason|oneline|clip(200) }}</i>
@@ -124,6 +135,9 @@ Alertmanager left out {{ truncated_alerts }} more (max_alerts).
 {% for r in runbook_runs %}
 
 ⚙️ Runbook <code>{{ r.runbook|clip(80) }}</code>{% if r.dry_run %} (dry run){% endif %}: <b>{{ r.status }}</b>{% if r.summary %} — {{ r.summary|oneline|clip(300) }}{% endif %}
+{% if r.evidence %}
+🔎 Before: {{ r.evidence|oneline|clip(300) }}
+{% endif %}
 {% endfor %}
 {% endif %}
 """
@@ -177,6 +191,10 @@ Logs unavailable{% if entry.reason %}: {{ entry.reason }}{% endif %}
 
 {% endif %}
 {% endfor %}
+{% for k in kubernetes %}
+Kubernetes {{ k.target }}: {{ k.summary }}
+
+{% endfor %}
 {% for g in graphs %}
 {% if g.status == "ok" %}
 Graph: {{ g.title }}{% if g.describe %} (fires {{ g.describe }}){% endif %}, in the HTML part{% if g.url %} and at {{ g.url }}{% endif %}
@@ -189,6 +207,10 @@ Graph unavailable: {{ g.reason }}
 {% for r in runbook_runs %}
 Runbook {{ r.runbook }}{% if r.dry_run %} (dry run){% endif %}: {{ r.status }}{% if r.summary %} - {{ r.summary }}{% endif %}
 
+{% if r.evidence %}
+  Before the run: {{ r.evidence }}
+
+{% endif %}
 {% endfor %}
 --
 alert-router · receiver {{ receiver }} · group {{ group_id }}
@@ -230,6 +252,9 @@ EMAIL_HTML = """\
 <p><i>Logs unavailable{% if entry.reason %}: {{ entry.reason }}{% endif %}</i></p>
 {% endif %}
 {% endfor %}
+{% for k in kubernetes %}
+<p>🔎 <code>{{ k.target }}</code>: {{ k.summary }}</p>
+{% endfor %}
 {% for g in graphs %}
 {% if g.status == "ok" %}
 <p><img src="cid:{{ g.cid }}" alt="{{ g.alt }}" width="{{ g.width }}" height="{{ g.height }}" style="max-width: 100%; height: auto;"></p>
@@ -238,7 +263,7 @@ EMAIL_HTML = """\
 {% endif %}
 {% endfor %}
 {% for r in runbook_runs %}
-<p>⚙️ Runbook <code>{{ r.runbook }}</code>{% if r.dry_run %} (dry run){% endif %}: <b>{{ r.status }}</b>{% if r.summary %} — {{ r.summary }}{% endif %}</p>
+<p>⚙️ Runbook <code>{{ r.runbook }}</code>{% if r.dry_run %} (dry run){% endif %}: <b>{{ r.status }}</b>{% if r.summary %} — {{ r.summary }}{% endif %}{% if r.evidence %}<br>🔎 Before the run: {{ r.evidence }}{% endif %}</p>
 {% endfor %}
 <p style="color: #888; font-size: 12px;">alert-router · receiver {{ receiver }} · group {{ group_id }}</p>
 </body></html>
@@ -247,7 +272,8 @@ EMAIL_HTML = """\
 
 WEBHOOK = """\
 {"receiver": {{ receiver }}, "status": {{ status }}, "title": {{ title }}, "group_key": {{ group_key }},
- "alerts": {{ all_alerts }}, "logs": {{ logs }}, "runbook_runs": {{ runbook_runs }}, "digest": {{ digest }}}
+ "alerts": {{ all_alerts }}, "logs": {{ logs }}, "kubernetes": {{ kubernetes }}, "runbook_runs": {{ runbook_runs }},
+ "digest": {{ digest }}}
 """
 """Webhook: only used as the fallback when a receiver's own JSON template fails (the default body is built in
 Python, see :func:`alert_router.channels.webhook.default_body`)."""

@@ -110,6 +110,31 @@ class QueueDepth:
     outbox: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class DeadmanState:
+    """The dead-man's switch: when the heartbeat alert last arrived, and whether the page for its absence is out.
+
+    ``status`` is ``ok`` or ``firing``; ``changed_at`` is when it last changed, ``fired_at`` when it last fired;
+    ``changed`` tells whether the
+    call that returned this state made the change (and enqueued the notifications of it).
+    """
+
+    name: str
+    last_seen: float
+    status: str
+    changed_at: float
+    fired_at: float | None = None
+    """When the switch last fired (kept after it resolved)."""
+    changed: bool = False
+
+
+DeadmanPlanner = Callable[[DeadmanState], Sequence[NewOutboxItem]]
+"""Given the switch's new state, return the notifications to enqueue with the change. Pure, like :data:`Planner`."""
+
+RECLAIM_QUEUES = ("inbox", "notify", "runbook", "escalation", "run")
+"""The queues :meth:`Store.reclaim` reports on (outbox items by their kind)."""
+
+
 class Store(Protocol):
     """The persistence interface; see the module docstring."""
 
@@ -121,8 +146,12 @@ class Store(Protocol):
         """Release connections."""
         ...
 
-    async def ping(self) -> None:
-        """Raise :class:`StoreUnavailable` unless the database answers."""
+    async def ping(self, within: float = 2.0) -> None:
+        """Raise :class:`StoreUnavailable` unless the database answers within ``within`` seconds.
+
+        Never slower than ``within``, whatever the database does (a stalled connection included), and never
+        queued behind the store's own backlog of work.
+        """
         ...
 
     async def enqueue(self, body: bytes, group_key: str, received_at: float) -> int:
@@ -334,4 +363,56 @@ class Store(Protocol):
         self, *, status: str | None = None, fingerprint: str | None = None, limit: int = 1000
     ) -> list[Escalation]:
         """Stored timers, soonest due first, optionally filtered."""
+        ...
+
+    # -- replay protection of chat requests (schema version 4) ----------------------------------------
+
+    async def remember_request(self, scope: str, key: str, now: float, keep_until: float) -> bool:
+        """Record that the request ``key`` of ``scope`` was seen; ``True`` the first time, ``False`` after.
+
+        A sighting is remembered until ``keep_until``; sightings older than ``now`` are forgotten (deleted) on
+        the way, so the table holds only the requests still inside their replay window. Shared by every
+        process on the store: the same signed Slack request or Telegram update is admitted once, whichever
+        replica receives it and however often the service restarted in between.
+        """
+        ...
+
+    # -- replica heartbeats, failover and the dead-man's switch (schema version 5) ------------------
+
+    async def heartbeat(self, owner: str, started_at: float, now: float, alive_after: float) -> int:
+        """Record that the process ``owner`` is alive at ``now``.
+
+        Returns how many processes (``owner`` included) have a heartbeat at or after ``alive_after``.
+        """
+        ...
+
+    async def reclaim(self, dead_before: float, now: float) -> dict[str, int]:
+        """Take back the claims of processes whose last heartbeat is older than ``dead_before``.
+
+        Their pending inbox and outbox items and active escalation timers are released at once (claimable
+        again, as if their lease had run out), their running runbook runs and target locks get an expired lease
+        (so :meth:`orphaned_runs` finds them), and they are forgotten. All in one transaction, so when several
+        processes try at once, one does it. Returns how many items each queue of :data:`RECLAIM_QUEUES` got back
+        (zeros left out). The embedded store also reports here, once, what it freed at open from a process that
+        had crashed.
+        """
+        ...
+
+    async def retire(self, owner: str) -> None:
+        """Mark ``owner`` as stopped: the others take its remaining claims at their next :meth:`reclaim`."""
+        ...
+
+    async def oldest_pending(self, now: float) -> dict[str, float]:
+        """The age in seconds of the oldest pending item per queue (``inbox`` and each outbox kind)."""
+        ...
+
+    async def deadman_beat(self, name: str, seen_at: float, now: float, plan: DeadmanPlanner) -> DeadmanState:
+        """The heartbeat alert arrived at ``seen_at``: remember it; a firing switch resolves (``plan`` enqueued)."""
+        ...
+
+    async def deadman_check(self, name: str, now: float, dead_before: float, plan: DeadmanPlanner) -> DeadmanState:
+        """Fire the switch if its heartbeat is older than ``dead_before`` (once: ``plan`` enqueued by one caller).
+
+        A switch seen for the first time starts with its heartbeat at ``now``.
+        """
         ...

@@ -18,6 +18,9 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now, statement timeout
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections, disk full
+    # A pooled connection the server dropped while it sat idle can be left mid-protocol ("cannot switch to
+    # state 12; another operation (2) is in progress"): as broken as a closed one.
+    asyncpg.exceptions.InternalClientError,
 )
 """Errors that mean the database cannot be reached (or cannot take work) right now."""
 

@@ -61,6 +61,7 @@ from alert_router.store.pgcommon import (
 )
 from alert_router.store.pgsettings import PostgresConfig
 from alert_router.store.postgres_chat import PostgresChatMixin
+from alert_router.store.postgres_ops import PostgresOpsMixin
 from alert_router.store.postgres_runs import PostgresRunsMixin
 
 log = structlog.get_logger("alert_router.store.postgres")
@@ -69,6 +70,9 @@ T = TypeVar("T")
 Conn: TypeAlias = asyncpg.Connection
 Tx: TypeAlias = Callable[[Conn], Awaitable[T]]
 Mode: TypeAlias = Literal["tx", "single", "read"]
+
+ABANDON: tuple[type[BaseException], ...] = (asyncio.CancelledError, *CONNECTION_ERRORS)
+"""Failures after which a connection is dropped at once instead of being cleaned up with the server's help."""
 
 async def migrate(conn: Conn, *, wait: float = 120.0) -> list[int]:
     """Apply the missing migrations on ``conn`` under the migration advisory lock; return the versions applied.
@@ -124,7 +128,7 @@ async def _no_reset(conn: Conn) -> None:
     """Pool connection reset: asyncpg still rolls back an open transaction; nothing else is needed."""
 
 
-class PostgresStore(PostgresRunsMixin, PostgresChatMixin):
+class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
     """The :class:`~alert_router.store.base.Store` on PostgreSQL, shared by any number of replicas."""
 
     def __init__(self, dsn: str, config: PostgresConfig | None = None) -> None:
@@ -163,15 +167,30 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin):
             try:
                 async with pool.acquire(timeout=self.config.connect_timeout + 1) as conn:
                     acquired = True
-                    if mode == "read":
-                        return await fn(conn)
-                    if mode == "single":
-                        committing = True  # an autocommit statement may have committed when it fails
-                        return await fn(conn)
-                    async with conn.transaction(isolation=isolation):
-                        result = await fn(conn)
+                    try:
+                        if mode == "read":
+                            return await fn(conn)
+                        if mode == "single":
+                            committing = True  # an autocommit statement may have committed when it fails
+                            return await fn(conn)
+                        tr = conn.transaction(isolation=isolation)
+                        await tr.start()
+                        try:
+                            result = await fn(conn)
+                        except BaseException as exc:
+                            if not isinstance(exc, ABANDON):
+                                await tr.rollback()
+                            raise
                         committing = True
-                    return result
+                        await tr.commit()
+                        return result
+                    except ABANDON:
+                        # Cancelled, timed out or broken: the server may not be answering at all (a stall). Closing
+                        # the socket ends the session (the server rolls back what it had); asking it to cancel or
+                        # roll back would wait for an answer that may never come, and hold up the caller's own
+                        # timeout (asyncpg's release waits for the cancel request; a ROLLBACK waits for the server).
+                        conn.terminate()
+                        raise
             except CONFLICT_ERRORS as exc:
                 conflicts += 1
                 if conflicts > 8:
@@ -244,13 +263,21 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin):
         except CONNECTION_ERRORS:  # TimeoutError included
             pool.terminate()
 
-    async def ping(self) -> None:
-        """Run a trivial query."""
+    async def ping(self, within: float = 2.0) -> None:
+        """Run a trivial query; :class:`StoreUnavailable` unless the database answers within ``within`` seconds.
+
+        A database that keeps the connection open but does not answer (a stall) counts as unavailable after
+        ``within``, whatever ``postgres.command_timeout`` says.
+        """
 
         async def q(conn: Conn) -> None:
-            await conn.fetchval("SELECT 1")
+            await conn.fetchval("SELECT 1", timeout=within)
 
-        await self._tx(q, mode="read")
+        try:
+            async with asyncio.timeout(within):
+                await self._tx(q, mode="read")
+        except TimeoutError:
+            raise StoreUnavailable(f"postgresql: no answer within {within:g}s") from None
 
     # -- inbox ------------------------------------------------------------------------------------
 
@@ -694,6 +721,11 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin):
                            SELECT fingerprint, rule, starts_at FROM escalations
                            WHERE status <> 'active' AND updated_at < $1 FOR UPDATE SKIP LOCKED)""",
                     done_before,
+                ),
+                (
+                    """DELETE FROM seen_requests WHERE (scope, key) IN (SELECT scope, key FROM seen_requests
+                       WHERE keep_until < $1 FOR UPDATE SKIP LOCKED)""",
+                    now,
                 ),
             ):
                 n += affected(await conn.execute(sql, arg))

@@ -300,3 +300,30 @@ class PostgresChatMixin:
             return [escalation(r) for r in rows]
 
         return await self._tx(q, mode="read")
+
+    async def remember_request(self, scope: str, key: str, now: float, keep_until: float) -> bool:
+        """Record a sighting of ``key``; ``True`` unless it is remembered already (expired ones are deleted).
+
+        Two replicas inserting the same key serialize on the primary key: one inserts, the other finds the
+        row. An expired row counts as absent (it is taken over), so pruning can skip rows in use.
+        """
+
+        async def q(conn: asyncpg.Connection) -> bool:
+            await conn.execute(
+                """DELETE FROM seen_requests WHERE (scope, key) IN (
+                       SELECT scope, key FROM seen_requests WHERE keep_until < $1 FOR UPDATE SKIP LOCKED)""",
+                now,
+            )
+            row = await conn.fetchval(
+                """INSERT INTO seen_requests AS s (scope, key, seen_at, keep_until) VALUES ($1, $2, $3, $4)
+                   ON CONFLICT (scope, key) DO UPDATE SET seen_at = excluded.seen_at, keep_until = excluded.keep_until
+                   WHERE s.keep_until < $3
+                   RETURNING 1""",
+                scope,
+                key,
+                now,
+                keep_until,
+            )
+            return row is not None
+
+        return await self._tx(q)

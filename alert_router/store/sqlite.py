@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from alert_router.errors import StoreUnavailable
+from alert_router.errors import StoreInUse, StoreUnavailable
 from alert_router.pipeline.dedup import KnownState, is_change, next_state
 from alert_router.store.base import (
     AlertRecord,
@@ -32,6 +32,7 @@ from alert_router.store.base import (
     QueueDepth,
 )
 from alert_router.store.sqlite_chat import SQLiteChatMixin
+from alert_router.store.sqlite_ops import SQLiteOpsMixin, free_all_claims
 from alert_router.store.sqlite_runs import SQLiteRunsMixin
 from alert_router.store.sqlite_thread import Append, SQLiteThread, in_lists
 
@@ -163,13 +164,39 @@ SCHEMA = [
     );
     CREATE INDEX escalations_due ON escalations(status, due_at);
     """,
+    # version 4: chat requests already seen (Slack signatures, Telegram update ids), kept for their replay window
+    """
+    CREATE TABLE seen_requests (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        seen_at REAL NOT NULL,
+        keep_until REAL NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    CREATE INDEX seen_requests_expiry ON seen_requests(keep_until);
+    """,
+    # version 5: replica heartbeats (failover in seconds) and the dead-man's switch (methods in sqlite_ops.py)
+    """
+    CREATE TABLE replicas (
+        owner TEXT PRIMARY KEY,
+        started_at REAL NOT NULL,
+        heartbeat_at REAL NOT NULL
+    );
+    CREATE TABLE deadman (
+        name TEXT PRIMARY KEY,
+        last_seen REAL NOT NULL,
+        status TEXT NOT NULL,
+        changed_at REAL NOT NULL,
+        fired_at REAL
+    );
+    """,
 ]
 
 
 _INBOX = Append("inbox(received_at, group_key, body)", "(?,?,?)")
 
 
-class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
+class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
     """The :class:`~alert_router.store.base.Store` on one SQLite file.
 
     ``read_only=True`` opens an existing database for reading while the service runs (the CLI's
@@ -182,6 +209,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
         self.read_only = read_only
         self._thread: SQLiteThread | None = None
         self._lock_fd: int | None = None
+        self._freed_at_open: dict[str, int] = {}  # claims of a crashed process, reported by the first reclaim()
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -225,9 +253,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
             conn.execute("INSERT INTO schema_version(version) VALUES (?)", (version,))
             conn.execute("COMMIT")
         # A single process owns the file: whatever it had claimed before a crash is free again.
-        conn.execute("UPDATE inbox SET owner=NULL, lease_until=NULL WHERE status='pending'")
-        conn.execute("UPDATE outbox SET owner=NULL, lease_until=NULL WHERE status='pending'")
-        conn.execute("UPDATE escalations SET owner=NULL, lease_until=NULL WHERE status='active'")
+        self._freed_at_open = free_all_claims(conn)
         return conn
 
     async def open(self) -> None:
@@ -243,7 +269,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise StoreUnavailable(
+            raise StoreInUse(
                 f"{self.path} is in use by another alert-router process; "
                 "several replicas need a PostgreSQL store (store: postgresql://...)"
             ) from None
@@ -269,9 +295,14 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
             os.close(self._lock_fd)
             self._lock_fd = None
 
-    async def ping(self) -> None:
-        """Run a trivial query."""
-        await self._run(lambda c: c.execute("SELECT 1").fetchone())
+    async def ping(self, within: float = 2.0) -> None:
+        """Answer at once: the store's thread is up, its last commit worked and no commit is stuck for ``within`` s.
+
+        Never queued behind the thread's backlog: a busy store that keeps committing is available.
+        """
+        if self._thread is None:
+            raise StoreUnavailable("store is not open")
+        self._thread.check(stall=within)
 
     # -- inbox ------------------------------------------------------------------------------------
 
@@ -585,6 +616,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin):
             n += conn.execute(
                 "DELETE FROM escalations WHERE status!='active' AND updated_at < ?", (done_before,)
             ).rowcount
+            n += conn.execute("DELETE FROM seen_requests WHERE keep_until < ?", (now,)).rowcount
             return int(n)
 
         return await self._write(prune)

@@ -241,3 +241,17 @@ class SQLiteChatMixin:
             return [escalation(r) for r in rows]
 
         return await self._run(get)
+
+    async def remember_request(self, scope: str, key: str, now: float, keep_until: float) -> bool:
+        """Record a sighting of ``key``; ``True`` unless it is remembered already (expired ones are deleted)."""
+
+        def remember(conn: sqlite3.Connection) -> bool:
+            conn.execute("DELETE FROM seen_requests WHERE keep_until < ?", (now,))
+            cur = conn.execute(
+                """INSERT INTO seen_requests(scope, key, seen_at, keep_until) VALUES (?,?,?,?)
+                   ON CONFLICT(scope, key) DO NOTHING""",
+                (scope, key, now, keep_until),
+            )
+            return cur.rowcount == 1
+
+        return await self._write(remember)

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -111,11 +112,28 @@ class SQLiteThread:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._conn: sqlite3.Connection | None = None
+        self._round_started: float | None = None  # monotonic start of the round in progress; None while idle
+        self._commit_error: str | None = None  # why the last shared commit failed; None once one succeeds
 
     @property
     def running(self) -> bool:
         """Whether the thread is up with an open connection and not stopping."""
         return self._thread is not None and self._conn is not None and not self._stopping
+
+    def check(self, stall: float) -> None:
+        """Raise :class:`StoreUnavailable` unless the thread is up, its last commit worked and it is not stuck.
+
+        Answers at once, without queueing behind the backlog: a busy thread that keeps finishing rounds is
+        healthy however long its queue; one round running longer than ``stall`` seconds (a disk that stopped
+        answering an fsync, a lock held elsewhere) is not.
+        """
+        if not self.running:
+            raise StoreUnavailable("store is not open")
+        if self._commit_error is not None:
+            raise StoreUnavailable(f"sqlite: the last commit failed: {self._commit_error}")
+        started = self._round_started
+        if started is not None and time.monotonic() - started > stall:
+            raise StoreUnavailable(f"sqlite: one commit has been running for {time.monotonic() - started:.1f}s")
 
     async def start(self) -> None:
         """Start the thread and open the connection there; raise what opening raised."""
@@ -198,11 +216,14 @@ class SQLiteThread:
         try:
             while True:
                 with self._cv:
+                    if not self._jobs and not backlog:
+                        self._round_started = None
                     while not self._jobs and not backlog and not self._stopping:
                         self._cv.wait()
                     if not self._jobs and not backlog:
                         break
                     jobs, self._jobs = self._jobs, []
+                self._round_started = time.monotonic()
                 appends = [j for j in jobs if j.append is not None]
                 backlog.extend(j for j in jobs if j.append is None)
                 if appends:
@@ -230,8 +251,7 @@ class SQLiteThread:
                     conn.rollback()
             return (job.fut, False, _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc)
 
-    @staticmethod
-    def _group(conn: sqlite3.Connection, jobs: list[_Job]) -> list[Outcome]:
+    def _group(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[Outcome]:
         results: list[Outcome] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -253,11 +273,12 @@ class SQLiteThread:
                 with contextlib.suppress(sqlite3.Error):
                     conn.rollback()
             err = _unavailable(exc)
+            self._commit_error = str(err)
             return [(job.fut, False, err) for job in jobs]
+        self._commit_error = None
         return results
 
-    @staticmethod
-    def _appends(conn: sqlite3.Connection, jobs: list[_Job]) -> list[Outcome]:
+    def _appends(self, conn: sqlite3.Connection, jobs: list[_Job]) -> list[Outcome]:
         """Commit the queued appends together, all or nothing: one statement by itself when it can."""
         tables: dict[Append, list[_Job]] = {}
         for job in jobs:
@@ -276,5 +297,8 @@ class SQLiteThread:
                 with contextlib.suppress(sqlite3.Error):
                     conn.rollback()
             err = _unavailable(exc) if isinstance(exc, sqlite3.Error) else exc
+            if isinstance(exc, sqlite3.Error):
+                self._commit_error = str(err)
             return [(j.fut, False, err) for j in ordered]
+        self._commit_error = None
         return [(j.fut, True, i) for j, i in zip(ordered, ids, strict=True)]

@@ -43,7 +43,10 @@ async def test_trigger_carries_summary_severity_details_and_links(
               annotations={"summary": "Model service might be down!", "description": "no traffic"})
     extra = {"enrichment": {"logs": [{"query": '{app="model-api"}', "status": "ok",
                                       "lines": [{"ts": "1", "pod": "model-api-1", "line": "Traceback boom"}],
-                                      "fingerprints": [a.fingerprint]}]},
+                                      "fingerprints": [a.fingerprint]}],
+                            "kubernetes": [{"target": "Deployment/prod/model-api", "status": "ok",
+                                            "summary": "3/3 pods CrashLoopBackOff, OOMKilled",
+                                            "fingerprints": [a.fingerprint]}]},
              "runbook_runs": [{"run_id": "7", "runbook": "restart-model-api", "status": "succeeded"}]}
     ref = await pd.send(notification([a], group_key=GROUP, extra=extra), None)
     key = hashlib.sha256(GROUP.encode()).hexdigest()
@@ -60,6 +63,7 @@ async def test_trigger_carries_summary_severity_details_and_links(
     assert details["alerts"][0]["description"] == "no traffic"
     assert details["logs"] == [{"query": '{app="model-api"}', "status": "ok", "lines": ["model-api-1 Traceback boom"]}]
     assert details["runbook_runs"][0]["runbook"] == "restart-model-api"
+    assert details["kubernetes"] == ["Deployment/prod/model-api: 3/3 pods CrashLoopBackOff, OOMKilled"]
     texts = [link["text"] for link in event["links"]]
     assert texts == ["Prometheus graph", "Grafana", "Alertmanager", "Silence in Alertmanager"]
     assert event["client"] == "alert-router" and event["client_url"] == "http://alertmanager:9093"

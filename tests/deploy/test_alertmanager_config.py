@@ -99,7 +99,8 @@ def test_webhook_receiver_settings() -> None:
         (["alertname=ModelServiceDown", "severity=critical", "namespace=prod"], "alert-router"),
         (["alertname=HighModelLatency", "severity=warning", "namespace=prod"], "alert-router"),
         (["alertname=ModelDataDrift", "severity=warning", "namespace=staging"], "alert-router"),
-        (["alertname=Watchdog", "severity=none"], "null"),
+        (["alertname=Watchdog", "severity=none"], "alert-router"),
+        (["alertname=InfoInhibitor", "severity=none"], "null"),
     ],
 )
 def test_routing_tree_sends_model_alerts_to_alert_router(labels: list[str], receiver: str) -> None:
@@ -264,3 +265,14 @@ async def test_real_alertmanager_posts_to_alert_router_with_the_token_file(
     (sent,) = body["alerts"]
     assert sent["labels"] == alert["labels"]
     assert body["truncatedAlerts"] == 0
+
+
+def test_the_watchdog_reaches_alert_router_on_its_own_every_minute() -> None:
+    """The dead-man's switch route: its own group, sent at once and repeated every minute (deadman.after: 5m)."""
+    config = load_config()
+    (route,) = [r for r in config["route"]["routes"] if r.get("matchers") == ['alertname = "Watchdog"']]
+    assert route["receiver"] == "alert-router"
+    assert route["group_by"] == ["alertname"]
+    assert route["group_wait"] == "0s"
+    assert route["repeat_interval"] == route["group_interval"] == "1m"
+    assert not route.get("continue")

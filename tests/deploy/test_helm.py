@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import json
 import re
 import shutil
 import subprocess
@@ -26,6 +27,7 @@ from helm_python.errors import HelmError
 from kubernetes_validate import utils as kv_utils
 
 from alert_router.config import load
+from tests.deploy.promql import check_expressions, metric_names, unknown_metrics
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "alert-router"
@@ -308,7 +310,7 @@ CRD_SCHEMAS = {"ServiceMonitor": SERVICE_MONITOR_SCHEMA, "PrometheusRule": PROME
 def test_prometheus_operator_objects_match_their_crd_schema(production_objects: list[Obj]) -> None:
     """ServiceMonitor and PrometheusRule (enabled in production values) fit the operator's schema."""
     crds = [o for o in production_objects if o["apiVersion"].startswith(f"{CRD_GROUP}/")]
-    assert sorted(o["kind"] for o in crds) == ["PrometheusRule", "ServiceMonitor"]
+    assert sorted(o["kind"] for o in crds) == ["PrometheusRule", "PrometheusRule", "ServiceMonitor"]
     for obj in crds:
         jsonschema.validate(obj, CRD_SCHEMAS[obj["kind"]])
     bad = yaml.safe_load(yaml.safe_dump(one(production_objects, "ServiceMonitor")))
@@ -327,7 +329,7 @@ def test_prometheus_rule_is_the_shipped_rules_file_and_promtool_accepts_it(
     production_objects: list[Obj], tmp_path: Path
 ) -> None:
     """The PrometheusRule's spec is rules/prometheus/model-monitoring.yml, and promtool checks it."""
-    rule = one(production_objects, "PrometheusRule")
+    rule = one(production_objects, "PrometheusRule", f"{RELEASE}-model-monitoring")
     shipped = yaml.safe_load((REPO / "rules" / "prometheus" / "model-monitoring.yml").read_text())
     assert rule["spec"] == shipped
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
@@ -360,8 +362,9 @@ def test_chart_files_are_copies_of_the_repository_files() -> None:
             assert copies[name] == sources[name], f"{copy_dir / name} differs from {source_dir / name}"
         assert not list(copy_dir.glob("*.yml")), "use .yaml"
         assert not list(source_dir.glob("*.yml")), "the chart copies *.yaml only"
-    prom = (CHART / "files" / "prometheus" / "model-monitoring.yml").read_bytes()
-    assert prom == (REPO / "rules" / "prometheus" / "model-monitoring.yml").read_bytes()
+    for name in ("model-monitoring.yml", "alert-router.yml"):
+        prom = (CHART / "files" / "prometheus" / name).read_bytes()
+        assert prom == (REPO / "rules" / "prometheus" / name).read_bytes(), name
 
 
 # ---- the Deployment ---------------------------------------------------------------------------------------------
@@ -670,6 +673,16 @@ async def action_grants() -> dict[str, set[Grant]]:
     return out
 
 
+async def evidence_grants() -> set[Grant]:
+    """The grants of the KubeSession methods the evidence (remediation/evidence.py) calls."""
+    from alert_router.remediation import evidence
+
+    methods = await kube_session_grants()
+    used = set(re.findall(r"\bsession\.(\w+)\(", inspect.getsource(evidence)))
+    assert used and not used - set(methods), f"evidence calls unknown KubeSession methods {used - set(methods)}"
+    return {methods[m] for m in used}
+
+
 def test_rbac_of_follows_the_api_server() -> None:
     """The request-to-grant mapping: a named GET is get, an unnamed one is list, subresources are joined."""
     assert rbac_of("GET", "/apis/apps/v1/namespaces/p/deployments/x") == ("apps", "deployments", "get")
@@ -696,6 +709,15 @@ ROLE_GRANTS: set[Grant] = {
     ("apps", "deployments", "patch"),
     ("apps", "deployments/scale", "get"),
     ("apps", "deployments/scale", "patch"),
+    ("apps", "statefulsets", "get"),
+    ("apps", "statefulsets", "patch"),
+    ("apps", "statefulsets/scale", "get"),
+    ("apps", "statefulsets/scale", "patch"),
+    ("apps", "replicasets", "list"),
+    ("autoscaling", "horizontalpodautoscalers", "list"),
+    ("autoscaling", "horizontalpodautoscalers", "patch"),
+    ("", "pods/log", "get"),
+    ("", "events", "list"),
     ("batch", "cronjobs", "get"),
     ("batch", "jobs", "create"),
     ("batch", "jobs", "get"),
@@ -719,11 +741,12 @@ def grants(role: Obj) -> set[tuple[str, str, str]]:
 
 
 async def test_role_grants_exactly_what_the_actions_use(default_objects: list[Obj]) -> None:
-    """The Role allows the union of the runbook actions' requests: nothing missing, nothing more."""
+    """The Role allows the union of the runbook actions' and the evidence's requests: nothing missing, nothing more."""
     role = one(default_objects, "Role")
     assert role["metadata"]["namespace"] == NAMESPACE
     per_action = await action_grants()
-    required = set().union(*per_action.values())
+    evidence = await evidence_grants()
+    required = set().union(*per_action.values(), evidence)
     missing = required - grants(role)
     extra = grants(role) - required
     assert not missing, f"the chart's Role lacks {sorted(missing)} (templates/_helpers.tpl alert-router.rbacRules)"
@@ -737,7 +760,14 @@ async def test_role_grants_exactly_what_the_actions_use(default_objects: list[Ob
         for step in yaml.safe_load(p.read_text()).get(section, [])
     }
     assert shipped_actions <= set(per_action), f"unknown actions in runbooks/: {shipped_actions - set(per_action)}"
-    assert per_action["scale"] == {("apps", "deployments/scale", "get"), ("apps", "deployments/scale", "patch")}
+    assert per_action["scale"] == {
+        ("apps", "deployments/scale", "get"), ("apps", "deployments/scale", "patch"),
+        ("apps", "statefulsets/scale", "get"), ("apps", "statefulsets/scale", "patch"),
+        ("autoscaling", "horizontalpodautoscalers", "list"), ("autoscaling", "horizontalpodautoscalers", "patch"),
+    }
+    assert per_action["rollout_undo"] == {("apps", "deployments", "get"), ("apps", "deployments", "patch"),
+                                          ("apps", "replicasets", "list")}
+    assert {("", "events", "list"), ("", "pods/log", "get"), ("apps", "replicasets", "list")} <= evidence
 
 
 def test_role_per_listed_namespace_bound_to_the_service_account(production_objects: list[Obj]) -> None:
@@ -855,3 +885,90 @@ def test_image_defaults_to_the_app_version_and_a_digest_wins(default_objects: li
     import alert_router
 
     assert app_version == alert_router.__version__, "Chart.yaml appVersion must follow the package version"
+
+
+# ---- alert-router's own alerts and its Grafana dashboard ---------------------------------------------------------
+
+DASHBOARD = CHART / "files" / "dashboards" / "alert-router.json"
+# Grafana's variables, replaced by what they stand for at query time so promtool can parse the expression.
+GRAFANA_VARIABLES = {"$__rate_interval": "5m", "$__interval": "1m", "$__range": "1h", "$namespace": "monitoring"}
+
+
+def test_self_monitoring_rule_is_the_shipped_file_with_or_without_the_watchdog(tmp_path: Path) -> None:
+    """The second PrometheusRule carries rules/prometheus/alert-router.yml; watchdog: false drops only the Watchdog."""
+    shipped = yaml.safe_load((REPO / "rules" / "prometheus" / "alert-router.yml").read_text())
+    objects = render({"prometheusRule": {"enabled": True, "labels": {"release": "kube-prometheus-stack"}}})
+    rule = one(objects, "PrometheusRule", f"{RELEASE}-self-monitoring")
+    assert rule["spec"] == shipped
+    assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
+    jsonschema.validate(rule, PROMETHEUS_RULE_SCHEMA)
+    path = tmp_path / "rules.yml"
+    path.write_text(yaml.safe_dump(rule["spec"]))
+    result = subprocess.run([promtool_bin(), "check", "rules", str(path)], capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 0 and "SUCCESS: 6 rules found" in result.stdout, result.stdout + result.stderr
+    without = one(render({"prometheusRule": {"enabled": True, "watchdog": False}}), "PrometheusRule",
+                  f"{RELEASE}-self-monitoring")
+    assert [g["name"] for g in without["spec"]["groups"]] == ["alert-router.self"]
+    only_self = render({"prometheusRule": {"enabled": True, "modelMonitoring": False}})
+    assert [o["metadata"]["name"] for o in by_kind(only_self, "PrometheusRule")] == [f"{RELEASE}-self-monitoring"]
+
+
+def promtool_bin() -> str:
+    promtool = shutil.which("promtool") or "/usr/bin/promtool"
+    if not Path(promtool).exists():
+        pytest.fail("promtool not found: Debian package `prometheus`")
+    return promtool
+
+
+def dashboard_expressions(dashboard: Obj) -> dict[str, str]:
+    """``panel title / refId`` -> expression, with Grafana's variables replaced."""
+    exprs: dict[str, str] = {}
+    for panel in dashboard["panels"]:
+        for target in panel.get("targets", []):
+            expr = target["expr"]
+            for var, value in GRAFANA_VARIABLES.items():
+                expr = expr.replace(var, value)
+            assert "$" not in expr, f"{panel['title']}: unknown variable in {target['expr']}"
+            exprs[f"{panel['title']} / {target['refId']}"] = expr
+    return exprs
+
+
+def test_dashboard_configmap_carries_the_sidecar_label_and_the_dashboard(production_objects: list[Obj]) -> None:
+    """kube-prometheus-stack's Grafana sidecar loads ConfigMaps labelled grafana_dashboard: "1"."""
+    cm = one(production_objects, "ConfigMap", f"{RELEASE}-dashboard")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == NAMESPACE
+    assert json.loads(cm["data"]["alert-router.json"]) == json.loads(DASHBOARD.read_text())
+    assert not [o for o in render() if o["metadata"]["name"] == f"{RELEASE}-dashboard"], "off by default"
+
+
+def test_every_dashboard_query_parses_and_reads_exported_metrics(tmp_path: Path) -> None:
+    """promtool parses each panel's PromQL (as a recording rule) and every metric comes from metrics.py."""
+    dashboard = json.loads(DASHBOARD.read_text())
+    exprs = dashboard_expressions(dashboard)
+    assert len(exprs) >= 15
+    result = check_expressions(exprs, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(exprs)} rules found" in result.stdout, result.stdout
+    assert unknown_metrics(exprs.values()) == set()
+    used = {name for e in exprs.values() for name in metric_names(e)}
+    for name in ("alert_router_queue_oldest_age_seconds", "alert_router_reclaimed_total",
+                 "alert_router_replicas_alive", "alert_router_deliveries_in_flight",
+                 "alert_router_last_delivery_timestamp_seconds", "alert_router_deadman_firing"):
+        assert name in used, f"no panel shows {name}"
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))
+    for panel in dashboard["panels"]:
+        if panel["type"] != "row":
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+    assert dashboard["uid"] == "alert-router"
+
+
+def test_the_dashboard_check_can_fail(tmp_path: Path) -> None:
+    """A broken query, or one reading a metric alert-router does not export, is caught."""
+    broken = check_expressions(["sum by (receiver) (rate(alert_router_notifications_total[5m])"], tmp_path)
+    assert broken.returncode != 0
+    assert unknown_metrics(["rate(alert_router_notification_total[5m])"]) == {"alert_router_notification_total"}
+    assert unknown_metrics(["histogram_quantile(0.9, rate(alert_router_processing_seconds_bucket[5m]))"]) == set()
+

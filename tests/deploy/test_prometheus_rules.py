@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.deploy.promql import metric_names, unknown_metrics
+
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "rules" / "prometheus" / "model-monitoring.yml"
 RULE_TESTS = REPO / "rules" / "prometheus" / "model-monitoring.test.yml"
@@ -165,3 +167,79 @@ def test_unit_test_file_has_firing_and_quiet_cases_for_every_alert() -> None:
                 assert alert.get("exp_annotations"), case
     assert firing == set(REQUIRED_ALERTS), firing
     assert quiet == set(REQUIRED_ALERTS), quiet
+
+
+# ---- alert-router's own alerts and the Watchdog (rules/prometheus/alert-router.yml) ------------------------------
+
+SELF_RULES = REPO / "rules" / "prometheus" / "alert-router.yml"
+SELF_TESTS = REPO / "rules" / "prometheus" / "alert-router.test.yml"
+DEPLOY_DOC = "https://github.com/alert-router/alert-router/blob/main/docs/deploy.md#"
+SELF_ALERTS = {
+    "Watchdog": "none",
+    "AlertRouterQueueStuck": "critical",
+    "AlertRouterNotificationsFailing": "critical",
+    "AlertRouterDeliveryErrors": "warning",
+    "AlertRouterStoreUnavailable": "critical",
+    "AlertRouterDeadMansSwitchFiring": "critical",
+}
+
+
+def self_rules() -> list[dict[str, Any]]:
+    doc = yaml.safe_load(SELF_RULES.read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def test_promtool_accepts_and_unit_tests_the_self_monitoring_rules() -> None:
+    """`promtool check rules` counts six rules; every case of alert-router.test.yml holds."""
+    result = run(promtool(), "check", "rules", SELF_RULES)
+    assert result.returncode == 0, output(result)
+    assert "SUCCESS: 6 rules found" in result.stdout, output(result)
+    result = run(promtool(), "test", "rules", SELF_TESTS)
+    assert result.returncode == 0, output(result)
+    assert "SUCCESS" in result.stdout, output(result)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        pytest.param("(alert_router_queue_oldest_age_seconds) > 300", "(alert_router_queue_oldest_age_seconds) > 900",
+                     id="queue-age-threshold"),
+        pytest.param('{outcome="failed"}[15m])) > 0', '{outcome="failed"}[15m])) > 1', id="one-failure-fires"),
+        pytest.param(") > 0.5\n", ") > 0.9\n", id="error-ratio-threshold"),
+        pytest.param("alert_router_store_up == 0", "alert_router_store_up == 2", id="store-down"),
+        pytest.param("(alert_router_deadman_firing) == 1", "(alert_router_deadman_firing) == 0", id="deadman"),
+        pytest.param("expr: vector(1)", "expr: vector(0) > 0", id="watchdog-always-fires"),
+    ],
+)
+def test_self_monitoring_unit_tests_catch_a_moved_threshold(tmp_path: Path, old: str, new: str) -> None:
+    """Changing a threshold in a copy of alert-router.yml makes its `promtool test rules` fail."""
+    text = SELF_RULES.read_text()
+    assert old in text, f"mutation target {old!r} not in the rules"
+    (tmp_path / SELF_RULES.name).write_text(text.replace(old, new))
+    shutil.copy(SELF_TESTS, tmp_path / SELF_TESTS.name)
+    assert run(promtool(), "check", "rules", tmp_path / SELF_RULES.name).returncode == 0, "mutant must stay valid"
+    result = run(promtool(), "test", "rules", tmp_path / SELF_TESTS.name)
+    assert result.returncode != 0, output(result)
+
+
+def test_self_monitoring_rules_read_only_metrics_alert_router_exports() -> None:
+    """Every alert_router_* name in the expressions is declared in alert_router/metrics.py."""
+    exprs = [str(rule["expr"]) for rule in self_rules()]
+    assert unknown_metrics(exprs) == set()
+    used = {name for e in exprs for name in metric_names(e)}
+    assert {"alert_router_queue_oldest_age_seconds", "alert_router_store_up", "alert_router_deadman_firing"} <= used
+
+
+def test_self_monitoring_alerts_are_labelled_and_documented() -> None:
+    """Each alert has its severity, summary, description and a runbook anchor that exists in docs/deploy.md."""
+    rules = self_rules()
+    assert {r["alert"]: r["labels"]["severity"] for r in rules} == SELF_ALERTS
+    doc = (REPO / "docs" / "deploy.md").read_text().lower()
+    for rule in rules:
+        annotations = rule["annotations"]
+        for key in ("summary", "description", "runbook_url"):
+            assert str(annotations.get(key, "")).strip(), f"{rule['alert']}: annotation {key} missing"
+        assert annotations["runbook_url"] == DEPLOY_DOC + rule["alert"].lower()
+        assert f"### {rule['alert'].lower()}" in doc, f"docs/deploy.md has no section for {rule['alert']}"
+    (watchdog,) = [r for r in rules if r["alert"] == "Watchdog"]
+    assert watchdog["expr"] == "vector(1)" and "for" not in watchdog

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -18,8 +19,11 @@ from tests.procs.alertmanager import free_port
 class ServiceProcess:
     """``python -m alert_router serve --config PATH --listen 127.0.0.1:PORT``, stdout/stderr to a log file."""
 
-    def __init__(self, config: Path, port: int | None = None, env: dict[str, str] | None = None) -> None:
+    def __init__(self, config: Path, port: int | None = None, env: dict[str, str] | None = None,
+                 client_ssl: ssl.SSLContext | None = None) -> None:
         self.config = config
+        self.client_ssl = client_ssl
+        """How this test talks to a service that serves HTTPS (``tls:`` in its config): trust and client cert."""
         self.port = port or free_port()
         self.env = {**os.environ, **(env or {})}
         self.log = config.parent / f"service-{self.port}.log"
@@ -28,7 +32,7 @@ class ServiceProcess:
     @property
     def url(self) -> str:
         """Base URL."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.client_ssl else 'http'}://127.0.0.1:{self.port}"
 
     async def start(self, timeout: float = 30.0) -> None:
         """Start and wait for ``/readyz``."""
@@ -54,7 +58,7 @@ class ServiceProcess:
                 if self.proc.poll() is not None:
                     raise AssertionError(f"service exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
                 try:
-                    async with s.get(self.url + "/readyz") as r:
+                    async with s.get(self.url + "/readyz", ssl=self.client_ssl or True) as r:
                         if r.status == 200:
                             return
                 except aiohttp.ClientError:
@@ -81,6 +85,6 @@ class ServiceProcess:
 
     async def metric(self, name: str) -> float:
         """The sum of a metric's samples whose line starts with ``name`` (labels included in ``name``)."""
-        async with aiohttp.ClientSession() as s, s.get(self.url + "/metrics") as r:
+        async with aiohttp.ClientSession() as s, s.get(self.url + "/metrics", ssl=self.client_ssl or True) as r:
             text = await r.text()
         return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name))

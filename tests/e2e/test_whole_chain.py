@@ -185,6 +185,8 @@ async def test_latency_alert_flows_from_prometheus_to_the_file_receiver_and_the_
     deadline = started + BUDGET_SECONDS
     kube = chart_kube
     kube.add_deployment("prod", "model-api", replicas=2)
+    # released a day ago: the latency is not the release's (the rollback runbook is not applicable)
+    kube.backdate("replicasets", "prod", kube.replicasets("prod")[0]["metadata"]["name"], 86400)
     config_path = alert_router_tree(tmp_path, kube.kubeconfig(tmp_path / "kubeconfig"))
     data_dir = tmp_path / "data"
     env = {"ALERT_ROUTER_DATA_DIR": str(data_dir), "ALERT_ROUTER_TOKEN": TOKEN, "ALERT_ROUTER_LOG_FORMAT": "console"}
@@ -271,10 +273,11 @@ async def test_latency_alert_flows_from_prometheus_to_the_file_receiver_and_the_
         assert f":{prom.port}/graph?g0.expr=" in alert["generatorURL"], alert["generatorURL"]
         assert "model_latency_seconds_bucket" in unquote_plus(alert["generatorURL"])
 
-        # The routing picked the scale-up runbook for exactly these labels, and the runbook's own match accepts them.
+        # The routing picked the rollback, then the scale-up runbook for exactly these labels, and the scale-up's
+        # own match accepts them (the rollback is not applicable: the last rollout is a day old).
         result = route_labels(labels, config.rules, config.default)
         runbooks = [name for name, _ in result.runbooks]
-        assert runbooks == ["scale-up-model-api"]
+        assert runbooks == ["rollback-model-api", "scale-up-model-api"]
         assert all(m.matches(labels) for m in config.runbooks["scale-up-model-api"].matchers)
         assert "file" in result.receiver_names
 
@@ -298,11 +301,16 @@ async def test_latency_alert_flows_from_prometheus_to_the_file_receiver_and_the_
         scale_path = "/apis/apps/v1/namespaces/prod/deployments/model-api/scale"
         assert requests[("GET", scale_path)]["sent"] is True, "dry runs read the cluster"
         assert requests[("GET", scale_path)]["status"] == 200, "the chart's Role must allow reading the scale"
-        assert requests[("PATCH", scale_path)]["sent"] is False, "dry runs never send a mutating request"
-        assert requests[("PATCH", scale_path)]["body"] == {"spec": {"replicas": 3}}
+        patch = requests[("PATCH", scale_path)]
+        assert (patch["sent"], patch["query"]) == (True, {"dryRun": "All"}), "dry runs send server-side dry runs"
+        assert patch["status"] == 200, "the chart's Role must allow the patch a real run would send"
+        assert patch["body"] == {"spec": {"replicas": 3}}
         audit = await rt.store.audit_records(run_id=run.id)
-        assert audit, "every decision of the run is audited"
-    assert kube.mutating_requests == [], "a dry run reached the cluster with a mutating request"
+        assert [r.event for r in audit][:2] == ["matched", "evidence"], "every decision of the run is audited"
+        assert audit[1].details["status"] == "ok", "the chart's Role must allow gathering the evidence"
+        (skipped,) = await rt.store.audit_records(runbook="rollback-model-api")
+        assert skipped.event == "not_applicable" and "rolled out 24 hours ago" in skipped.details["evidence"]
+    assert kube.persisting_requests == [], "a dry run changed the cluster"
     assert kube.deployment("prod", "model-api")["spec"]["replicas"] == 2
     assert kube.requests_to("/deployments/model-api/scale", "GET"), "the plan was made without reading the cluster"
     assert time.monotonic() - started < BUDGET_SECONDS + 5

@@ -5,39 +5,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 from structlog.testing import capture_logs
 
 from alert_router.config import Config
 from alert_router.enrich.logql import escape_string, quote_meta
 from alert_router.enrich.stage import EnrichmentStage, rfc3339_ns
-from alert_router.metrics import Metrics
 from alert_router.redact import MASK
 from tests.enrich.support import NS, alert, enrich_config, notification, ns
 from tests.standins.loki import LokiStandin, parse_logql
 
 ERR = '|~ "(?i)(error|exception|traceback|fatal)"'
 WORKLOAD = {"alertname": "ModelServiceDown", "namespace": "prod", "deployment": "model-api", "severity": "critical"}
-
-
-@pytest.fixture
-async def make_stage() -> AsyncIterator[Callable[[Config], EnrichmentStage]]:
-    stages: list[EnrichmentStage] = []
-
-    def make(config: Config) -> EnrichmentStage:
-        s = EnrichmentStage(config, Metrics())
-        stages.append(s)
-        return s
-
-    yield make
-    for s in stages:
-        await s.aclose()
 
 
 def logs_of(n: Any) -> list[dict[str, Any]]:

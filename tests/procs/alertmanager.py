@@ -274,6 +274,8 @@ class Webhook:
     max_alerts: int = 0
     bearer_token: str | None = None
     basic_auth: tuple[str, str] | None = None
+    tls_config: Mapping[str, Any] | None = None
+    """``http_config.tls_config``: ``ca_file``, ``cert_file``, ``key_file``, ``server_name``…"""
 
     def to_config(self) -> dict[str, Any]:
         """Return the YAML-ready mapping Alertmanager expects for this webhook."""
@@ -289,6 +291,8 @@ class Webhook:
         elif self.basic_auth is not None:
             username, password = self.basic_auth
             config["http_config"] = {"basic_auth": {"username": username, "password": password}}
+        if self.tls_config is not None:
+            config.setdefault("http_config", {})["tls_config"] = dict(self.tls_config)
         return config
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ from alert_router.remediation.actions import create_job_from_cronjob as cjob
 from alert_router.remediation.kube import KubeClient, KubeSession
 from alert_router.remediation.settings import KubernetesConfig, RetryConfig
 from alert_router.store.base import NewOutboxItem
+from tests.helpers import wait_for
 from tests.standins.kube import KubeApiStandin
 
 FAST = RetryConfig(attempts=4, initial=0.01, max=0.05)
@@ -50,14 +52,15 @@ def run_step(kube_client: KubeClient) -> Run:
     """``await run_step(step_dict, target=Target(...), dry_run=False, timeout=5)`` → (outcome, ctx)."""
 
     async def run(step: dict[str, Any], target: Target | None = None, *, dry_run: bool = False,
-                  timeout: float = 5.0, store: Any = None, run_id: int = 7) -> tuple[Any, StepContext]:
+                  timeout: float = 5.0, store: Any = None, run_id: int = 7,
+                  client: KubeClient | None = None) -> tuple[Any, StepContext]:
         action = REGISTRY[step["action"]]
         params = action.params.model_validate(step)
         alert = {"labels": {"alertname": "X", "namespace": "prod", "pod": "model-api-abc"},
                  "fingerprint": "fp1", "status": "firing"}
         ctx = StepContext(
             run_id=run_id, runbook="rb", index=0, target=target, alert=alert, dry_run=dry_run,
-            kube=KubeSession(kube_client, dry_run=dry_run, deadline=time.monotonic() + timeout),
+            kube=KubeSession(client or kube_client, dry_run=dry_run, deadline=time.monotonic() + timeout),
             store=store or FakeStore(),
             variables={"labels": alert["labels"], "annotations": {}, "alert": {"name": "X"}, "runbook": "rb",
                        "target": target.as_dict() if target else {}, "run": {"id": run_id, "dry_run": dry_run}},
@@ -192,6 +195,30 @@ async def test_job_from_cronjob_is_what_kubectl_creates(kube_standin: KubeApiSta
     assert job["spec"]["template"]["spec"]["containers"][0]["image"] == "registry.example/train:3"
 
 
+async def test_jobs_from_a_cronjob_are_pruned_by_its_history_limit(tmp_path: Path, run_step: Run) -> None:
+    """kubectl's controller ownerReference: the CronJob controller prunes these Jobs beyond its history limit.
+
+    blockOwnerDeletion is not set (as kubectl since 1.31): with OwnerReferencesPermissionEnforcement it would
+    need update on cronjobs/finalizers, which the remediator does not have.
+    """
+    async with KubeApiStandin(owner_references_permission_enforcement=True, controller_step=0.02) as kube:
+        kube.add_cronjob("prod", "model-retrain", JOB_SPEC)  # successfulJobsHistoryLimit: 3
+        cron_uid = kube.get_object("cronjobs", "prod", "model-retrain")["metadata"]["uid"]  # type: ignore[index]
+        client = KubeClient(KubernetesConfig(kubeconfig=str(kube.kubeconfig(tmp_path / "kc"))), FAST)
+        try:
+            for run_id in range(1, 6):
+                outcome, _ = await run_step({"action": "create_job_from_cronjob", "wait": True}, CJ, run_id=run_id,
+                                            client=client)
+                assert not isinstance(outcome, StepFailed), outcome
+            (ref,) = {json.dumps(j["metadata"]["ownerReferences"]) for j in kube.jobs("prod")}
+            assert json.loads(ref) == [{"apiVersion": "batch/v1", "kind": "CronJob", "name": "model-retrain",
+                                        "uid": cron_uid, "controller": True}]
+            await wait_for(lambda: len(kube.jobs("prod")) == 3, 5)
+        finally:
+            client.close()
+    assert sorted(j["metadata"]["name"] for j in kube.jobs("prod"))[-1] == "model-retrain-ar-5"
+
+
 async def test_job_retry_recognises_its_own_job(kube_standin: KubeApiStandin, run_step: Run) -> None:
     kube_standin.add_cronjob("prod", "model-retrain", JOB_SPEC)
     first, _ = await run_step({"action": "create_job_from_cronjob"}, CJ, run_id=5)
@@ -324,7 +351,138 @@ async def test_dry_run_plans_exact_requests_without_mutating(kube_standin: KubeA
     kube_standin.add_deployment("prod", "model-api", replicas=4)
     outcome, ctx = await run_step({"action": "scale", "by": 2, "max_replicas": 5}, DEP, dry_run=True)
     assert not isinstance(outcome, StepFailed) and outcome.summary.startswith("would scale")
-    assert kube_standin.mutating_requests == []
+    assert kube_standin.persisting_requests == []
+    (sent,) = kube_standin.mutating_requests
+    assert sent.dry_run and sent.body == {"spec": {"replicas": 5}}  # the server checked it and changed nothing
     patch = [c for c in ctx.kube.calls if c.method == "PATCH"]
-    assert [(c.body, c.sent) for c in patch] == [({"spec": {"replicas": 5}}, False)]
+    assert [(c.body, c.sent, c.status, c.query) for c in patch] == [({"spec": {"replicas": 5}}, True, 200,
+                                                                     {"dryRun": "All"})]
+    assert "the API server accepted it" in patch[0].note
     assert kube_standin.deployment("prod", "model-api")["spec"]["replicas"] == 4
+
+
+# -- rollout_undo ----------------------------------------------------------------------------------
+
+
+def released(kube: KubeApiStandin, *images: str) -> None:
+    """model-api rolled out through ``images`` in order (revision 1, 2, ...)."""
+    kube.add_deployment("prod", "model-api", replicas=2, image=images[0])
+    for image in images[1:]:
+        kube.set_image("prod", "model-api", image)
+
+
+def images_by_revision(kube: KubeApiStandin) -> dict[int, str]:
+    return {int(rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]):
+            rs["spec"]["template"]["spec"]["containers"][0]["image"] for rs in kube.replicasets("prod")}
+
+
+async def test_rollout_undo_goes_back_to_the_previous_revision(kube_standin: KubeApiStandin, run_step: Run) -> None:
+    released(kube_standin, "model:v40", "model:v41", "model:v42")
+    outcome, ctx = await run_step({"action": "rollout_undo"}, DEP)
+    assert not isinstance(outcome, StepFailed), outcome
+    assert outcome.summary == ("rolled back Deployment/prod/model-api from revision 3 (model:v42) to revision 2 "
+                               "(model:v41)")
+    dep = kube_standin.deployment("prod", "model-api")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "model:v41"
+    assert "pod-template-hash" not in dep["spec"]["template"]["metadata"]["labels"]
+    (patch,) = kube_standin.requests_to("/deployments/model-api", "PATCH")
+    assert patch.content_type == "application/json-patch+json"  # as kubectl sends it
+    assert [op["path"] for op in patch.body] == ["/spec/template", "/metadata/annotations"]
+    kube_standin.complete_rollout("prod", "model-api")
+    assert images_by_revision(kube_standin) == {1: "model:v40", 3: "model:v42", 4: "model:v41"}  # reused, renumbered
+    assert [c.method for c in ctx.kube.calls] == ["GET", "GET", "PATCH"]
+
+
+async def test_rollout_undo_to_a_named_revision_and_a_missing_one(
+    kube_standin: KubeApiStandin, run_step: Run
+) -> None:
+    released(kube_standin, "model:v40", "model:v41", "model:v42")
+    missing, _ = await run_step({"action": "rollout_undo", "to_revision": 9}, DEP)
+    assert isinstance(missing, StepFailed) and str(missing) == "unable to find specified revision 9 in history"
+    outcome, _ = await run_step({"action": "rollout_undo", "to_revision": 1}, DEP)
+    assert not isinstance(outcome, StepFailed), outcome
+    assert outcome.result["to_revision"] == 1 and outcome.result["to_images"] == "model:v40"
+    image = kube_standin.deployment("prod", "model-api")["spec"]["template"]["spec"]["containers"][0]["image"]
+    assert image == "model:v40"
+
+
+async def test_rollout_undo_refuses_without_history_and_when_paused(
+    kube_standin: KubeApiStandin, run_step: Run
+) -> None:
+    kube_standin.add_deployment("prod", "model-api", replicas=2)
+    outcome, _ = await run_step({"action": "rollout_undo"}, DEP)
+    assert isinstance(outcome, StepFailed) and outcome.reason is FailureReason.REJECTED
+    assert "no rollout history found" in str(outcome)
+    kube_standin.set_image("prod", "model-api", "model:v2")
+    kube_standin.set_paused("prod", "model-api", True)
+    paused, ctx = await run_step({"action": "rollout_undo"}, DEP)
+    assert isinstance(paused, StepFailed) and "resume it first" in str(paused)
+    assert [c.method for c in ctx.kube.calls] == ["GET", "GET"]
+    assert kube_standin.persisting_requests == []
+
+
+async def test_rollout_undo_skips_when_already_at_that_revision(kube_standin: KubeApiStandin, run_step: Run) -> None:
+    released(kube_standin, "model:v41", "model:v42")
+    outcome, _ = await run_step({"action": "rollout_undo", "to_revision": 2}, DEP)
+    assert not isinstance(outcome, StepFailed) and outcome.result["changed"] is False
+    assert "already matches revision 2" in outcome.summary
+    assert kube_standin.persisting_requests == []
+
+
+# -- StatefulSet targets and HPA-owned replica counts --------------------------------------------------
+
+STS = Target("StatefulSet", "prod", "feature-db")
+
+
+async def test_statefulset_restart_scale_and_wait(kube_standin: KubeApiStandin, run_step: Run) -> None:
+    kube_standin.add_statefulset("prod", "feature-db", replicas=2)
+    restarted, _ = await run_step({"action": "rollout_restart"}, STS)
+    assert not isinstance(restarted, StepFailed), restarted
+    sts = kube_standin.get_object("statefulsets", "prod", "feature-db")
+    assert sts is not None and "kubectl.kubernetes.io/restartedAt" in sts["spec"]["template"]["metadata"]["annotations"]
+    waited, _ = await run_step({"action": "wait_rollout"}, STS)
+    assert not isinstance(waited, StepFailed) and "rolled out (2 pods updated)" in waited.summary
+    scaled, _ = await run_step({"action": "scale", "by": 1, "max_replicas": 3}, STS)
+    assert not isinstance(scaled, StepFailed) and scaled.summary.startswith("scaled StatefulSet/prod/feature-db")
+    (patch,) = kube_standin.requests_to("/statefulsets/feature-db/scale", "PATCH")
+    assert patch.body == {"spec": {"replicas": 3}}
+
+
+async def test_scale_raises_the_floor_of_an_owning_hpa(kube_standin: KubeApiStandin, run_step: Run) -> None:
+    """An HPA owns the count: the step raises its minReplicas (within the ceiling) instead of fighting it."""
+    kube_standin.add_deployment("prod", "model-api", replicas=3)
+    kube_standin.add_hpa("prod", "model-api", "Deployment", "model-api", min_replicas=2, max_replicas=8)
+    outcome, _ = await run_step({"action": "scale", "by": 2, "max_replicas": 6}, DEP)
+    assert not isinstance(outcome, StepFailed), outcome
+    assert kube_standin.requests_to("/deployments/model-api/scale", "PATCH") == []
+    (patch,) = kube_standin.requests_to("/horizontalpodautoscalers/model-api", "PATCH")
+    assert patch.body == {"spec": {"minReplicas": 5}}
+    assert "raised minReplicas of HorizontalPodAutoscaler model-api from 2 to 5" in outcome.summary
+    await wait_for(lambda: kube_standin.deployment("prod", "model-api")["spec"]["replicas"] == 5, 5)
+    capped, _ = await run_step({"action": "scale", "by": 10, "max_replicas": 6}, DEP)
+    assert capped.result["to"] == 6  # never past the step's ceiling
+    down, _ = await run_step({"action": "scale", "by": -1, "max_replicas": 6}, DEP)
+    assert down.result["changed"] is False and "a scale down is left to the HPA" in down.summary
+    hpa = kube_standin.get_object("horizontalpodautoscalers", "prod", "model-api")
+    assert hpa is not None and hpa["spec"]["minReplicas"] == 6
+
+
+async def test_hpa_floor_is_capped_by_its_own_max(kube_standin: KubeApiStandin, run_step: Run) -> None:
+    kube_standin.add_deployment("prod", "model-api", replicas=3)
+    kube_standin.add_hpa("prod", "hpa", "Deployment", "model-api", min_replicas=2, max_replicas=4)
+    outcome, _ = await run_step({"action": "scale", "factor": 3, "max_replicas": 10}, DEP)
+    assert outcome.result["to"] == 4 and "capped by the HPA's maxReplicas 4" in outcome.summary
+
+
+async def test_dry_run_reports_what_the_api_server_refused(kube_standin: KubeApiStandin, run_step: Run) -> None:
+    """Server-side dry run: a plan the remediator's RBAC forbids fails with the 403, before anyone trusts it."""
+    kube_standin.add_deployment("prod", "model-api", replicas=2)
+    kube_standin.rules = [r for r in kube_standin.rules if r["resources"] != ["deployments"]] + [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get"]}]
+    outcome, ctx = await run_step({"action": "rollout_restart"}, DEP, dry_run=True)
+    assert isinstance(outcome, StepFailed) and outcome.reason is FailureReason.AUTH
+    assert "403 Forbidden" in str(outcome) and 'cannot patch resource "deployments"' in str(outcome)
+    patch = ctx.kube.calls[-1]
+    assert (patch.method, patch.sent, patch.status, patch.query) == ("PATCH", True, 403, {"dryRun": "All"})
+    assert "refused" in patch.note
+    assert kube_standin.persisting_requests == []

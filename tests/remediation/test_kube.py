@@ -156,21 +156,33 @@ async def test_connection_refused_is_a_retryable_connection_error(tmp_path: Path
     assert s.calls[0].attempts > 1
 
 
-async def test_dry_run_sends_reads_but_never_mutations(kube_standin: KubeApiStandin, kube_kubeconfig: Path) -> None:
+async def test_dry_run_sends_mutations_only_as_server_dry_runs(
+    kube_standin: KubeApiStandin, kube_kubeconfig: Path
+) -> None:
     kube_standin.add_deployment("prod", "model-api")
+    kube_standin.add_pod("prod", "p", owner_deployment="model-api")
     client = client_for(kube_kubeconfig)
     try:
         s = session(client, dry_run=True)
         assert await s.read_deployment("prod", "model-api") is not None
         assert await s.patch_deployment("prod", "model-api", {"spec": {"paused": True}}) is None
-        assert await s.create_job("prod", {"metadata": {"name": "j"}}) is None
         assert await s.delete_pod("prod", "p") is None
+        with pytest.raises(KubeError) as err:  # the server validates a dry-run create as a real one
+            await s.create_job("prod", {"metadata": {"name": "j"}})
+        offline = KubeSession(client, dry_run=True, server_dry_run=False)
+        assert await offline.patch_deployment("prod", "model-api", {"spec": {"paused": True}}) is None
     finally:
         client.close()
-    assert kube_standin.mutating_requests == []
-    assert [(c.method, c.sent) for c in s.calls] == [("GET", True), ("PATCH", False), ("POST", False),
-                                                      ("DELETE", False)]
-    assert s.calls[1].body == {"spec": {"paused": True}}
+    assert err.value.status == 422  # a Job without a pod template is invalid, dry run or not
+    assert kube_standin.persisting_requests == []
+    assert all(r.dry_run for r in kube_standin.mutating_requests)
+    assert [(c.method, c.sent, c.status) for c in s.calls] == [("GET", True, 200), ("PATCH", True, 200),
+                                                                ("DELETE", True, 200), ("POST", True, 422)]
+    assert s.calls[1].body == {"spec": {"paused": True}} and s.calls[1].query == {"dryRun": "All"}
+    assert "refused" in s.calls[3].note and "422" in (s.calls[3].error or "")
+    assert [(c.sent, c.note) for c in offline.calls] == [(False, "dry run: not sent")]
+    assert kube_standin.deployment("prod", "model-api")["spec"].get("paused") is None
+    assert [p["metadata"]["name"] for p in kube_standin.pods("prod")] == ["p"]
 
 
 async def test_missing_configuration(tmp_path: Path) -> None:

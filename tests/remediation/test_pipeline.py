@@ -81,8 +81,9 @@ async def test_restart_then_rollout_then_resolution(
     dep = kube_standin.deployment("prod", "model-api")
     assert "kubectl.kubernetes.io/restartedAt" in dep["spec"]["template"]["metadata"]["annotations"]
     assert dep["status"]["updatedReplicas"] == 2
-    assert events(audit) == ["matched", "step", "step", "step", "finished"]
-    step1 = audit[1].details
+    assert events(audit) == ["matched", "evidence", "step", "step", "step", "finished"]
+    assert audit[1].details["target"] == "Deployment/prod/model-api" and audit[1].details["status"] == "ok"
+    step1 = audit[2].details
     assert step1["action"] == "rollout_restart" and step1["status"] == "ok" and step1["duration"] >= 0
     assert [r["method"] for r in step1["requests"]] == ["GET", "PATCH"]
     (posted,) = outcomes(tmp_path)
@@ -227,20 +228,30 @@ async def test_500s_are_retried_and_the_run_succeeds(
     assert patch["method"] == "PATCH" and patch["attempts"] == 3 and patch["status"] == 200
 
 
-async def test_dry_run_makes_no_mutating_request(
-    tmp_path: Path, kube_standin: KubeApiStandin, kube_kubeconfig: Path
+@pytest.mark.parametrize("server_dry_run", [True, False])
+async def test_dry_run_changes_nothing(
+    server_dry_run: bool, tmp_path: Path, kube_standin: KubeApiStandin, kube_kubeconfig: Path
 ) -> None:
+    """A dry run sends its PATCH with dryRun=All (the API server checks it, applies nothing), or not at all."""
     kube_standin.add_deployment("prod", "model-api", replicas=2)
-    cfg = remediation_config(tmp_path, {"r": RESTART_AND_RESOLVE}, kubeconfig=kube_kubeconfig, dry_run=True)
+    extra = f"kubernetes: {{kubeconfig: {kube_kubeconfig}, server_dry_run: {str(server_dry_run).lower()}}}\n"
+    cfg = remediation_config(tmp_path, {"r": RESTART_AND_RESOLVE}, dry_run=True, extra=extra)
     async with remediation_app(cfg) as (client, rt):
         await post(client, alert_body())
         (run,) = await wait_run(rt, "dry_run")
         await settle(rt)
         audit = await rt.store.audit_records(run_id=run.id)
-    assert kube_standin.mutating_requests == []
-    assert kube_standin.requests and all(r.method == "GET" for r in kube_standin.requests)
+    assert kube_standin.persisting_requests == []
+    sent = kube_standin.mutating_requests
     planned = run.data["steps"][0]["requests"][1]
-    assert planned["method"] == "PATCH" and planned["sent"] is False
+    if server_dry_run:
+        assert [(r.method, r.query, r.status) for r in sent] == [("PATCH", {"dryRun": "All"}, 200)]
+        assert planned["sent"] is True and planned["status"] == 200 and planned["query"] == {"dryRun": "All"}
+        assert "the API server accepted it and changed nothing" in planned["note"]
+    else:
+        assert sent == [] and all(r.method == "GET" for r in kube_standin.requests)
+        assert planned["sent"] is False and planned["note"] == "dry run: not sent"
+    assert planned["method"] == "PATCH"
     assert planned["path"] == "/apis/apps/v1/namespaces/prod/deployments/model-api"
     assert planned["content_type"] == "application/strategic-merge-patch+json"
     assert "kubectl.kubernetes.io/restartedAt" in planned["body"]["spec"]["template"]["metadata"]["annotations"]

@@ -132,6 +132,13 @@ guards:
 steps:
   - action: rollout_restart
 """, 4, "allowed_namespaces is required"),
+    "evidence-without-target": ("""\
+name: evidence-without-target
+match: ['alertname="X"']
+when: "{{ evidence.last_rollout_age < 600 }}"
+steps:
+  - action: notify
+""", 3, "when: reads `evidence`, which needs a target of kind Deployment, Pod, StatefulSet"),
     "wrong-kind": ("""\
 name: wrong-kind
 match: ['alertname="X"']
@@ -140,7 +147,7 @@ guards: {allowed_namespaces: [prod]}
 steps:
   - action: create_job_from_cronjob
   - action: rollout_restart
-""", 7, "acts on Deployment, but the target is a CronJob"),
+""", 7, "acts on Deployment or StatefulSet, but the target is a CronJob"),
     "bad-literal-name": ("""\
 name: bad-literal-name
 match: ['alertname="X"']
@@ -186,7 +193,7 @@ rules:
 
 def test_shipped_config_passes_check(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", "--config", str(REPO / "alert-router.yaml")]) == 0
-    assert "3 runbooks" in capsys.readouterr().out
+    assert "4 runbooks" in capsys.readouterr().out
 
 
 def test_shipped_runbooks_keep_their_safety_rails() -> None:
@@ -195,6 +202,10 @@ def test_shipped_runbooks_keep_their_safety_rails() -> None:
     (step,) = [s for s in scale.steps if isinstance(s, ScaleParams)]
     assert step.max_replicas == 10 and step.by == 1
     assert config.runbooks["retrain-on-drift"].guards.require_approval
+    rollback = config.runbooks["rollback-model-api"]
+    assert rollback.guards.require_approval and rollback.guards.cooldown >= 3600
+    assert rollback.when_uses_evidence and rollback.wants_evidence
+    assert [s.action for s in rollback.steps] == ["rollout_undo", "wait_rollout", "wait_resolved"]
     for rb in config.runbooks.values():
         assert set(rb.guards.allowed_namespaces) <= {"prod", "staging"}
         assert rb.guards.cooldown > 0

@@ -18,14 +18,25 @@ What is modelled (paths, shapes, status codes and ``Status`` bodies as the real 
   generations and rolls pods over one at a time (maxSurge 1, maxUnavailable 0) until done;
   zero-valued status counters are omitted like the real ``omitempty`` JSON. Tests can stall it,
   force ``ProgressDeadlineExceeded``, or let ``spec.progressDeadlineSeconds`` expire for real.
+  The controller keeps one apps/v1 ``replicasets`` object per pod template (controller
+  ownerReference, ``deployment.kubernetes.io/revision``, ``kubernetes.io/change-cause`` copied; a
+  rollback reuses the old one and records ``revision-history``; pruned beyond
+  ``revisionHistoryLimit``) and emits ``ScalingReplicaSet`` events.
+* apps/v1 ``statefulsets`` (rolling update one pod at a time, ``/scale``, the API server's rule on
+  which spec fields may change) and autoscaling/v2 ``horizontalpodautoscalers`` (the controller
+  holds the target's replicas at the metric recommendation within [minReplicas, maxReplicas]).
 * core/v1 ``pods``: get, list (labelSelector, fieldSelector), create, delete (a pod owned by a
-  ReplicaSet is replaced by a new one), ``/log``; core/v1 and events.k8s.io/v1 ``events`` list.
+  ReplicaSet is replaced by a new one), ``/log`` (``tailLines``, ``container``, ``previous`` - 400
+  when there is no previous container, as the kubelet answers); core/v1 and events.k8s.io/v1
+  ``events`` list (``add_event`` seeds them).
 * batch/v1 ``cronjobs`` and ``jobs`` (create validates the name as a DNS-1123 subdomain and
   at most 63 characters, answers 409 AlreadyExists and 422 Invalid; a simulated Job controller
-  completes, fails or hangs created Jobs); coordination.k8s.io/v1 ``leases``.
+  completes, fails or hangs created Jobs; the CronJob controller prunes the finished Jobs it
+  controls beyond its history limits); coordination.k8s.io/v1 ``leases``.
 * Bearer-token authentication (401), RBAC from a rule list (403 Forbidden ``Status`` with the
-  real message), ``dryRun=All``, fault injection (``fail_next``, ``conflict_next``, ``delay``)
-  and a record of every request.
+  real message), optionally OwnerReferencesPermissionEnforcement, ``dryRun=All`` (authorized and
+  validated, never persisted), fault injection (``fail_next``, ``conflict_next``, ``delay``,
+  ``path_delays``) and a record of every request.
 """
 
 from __future__ import annotations
@@ -61,6 +72,9 @@ DEFAULT_USER = "system:serviceaccount:alert-router:alert-router"
 REMEDIATOR_RULES: list[dict[str, list[str]]] = [
     {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list", "patch"]},
     {"apiGroups": ["apps"], "resources": ["deployments/scale"], "verbs": ["get", "patch"]},
+    {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["list"]},
+    {"apiGroups": ["apps"], "resources": ["statefulsets", "statefulsets/scale"], "verbs": ["get", "patch"]},
+    {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["list", "patch"]},
     {"apiGroups": ["batch"], "resources": ["cronjobs"], "verbs": ["get"]},
     {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["create", "get"]},
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "delete"]},
@@ -73,6 +87,17 @@ REMEDIATOR_RULES: list[dict[str, list[str]]] = [
 ALLOW_ALL_RULES: list[dict[str, list[str]]] = [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]
 
 MUTATING_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+REVISION = "deployment.kubernetes.io/revision"
+REVISION_HISTORY = "deployment.kubernetes.io/revision-history"
+POD_TEMPLATE_HASH = "pod-template-hash"
+CHANGE_CAUSE = "kubernetes.io/change-cause"
+#: Deployment annotations the controller does not copy to its ReplicaSets (deployment/util SkipCopyAnnotation).
+_RS_SKIP_ANNOTATIONS = frozenset({
+    "kubectl.kubernetes.io/last-applied-configuration", REVISION, REVISION_HISTORY,
+    "deployment.kubernetes.io/desired-replicas", "deployment.kubernetes.io/max-replicas",
+    "deprecated.deployment.rollback.to",
+})
 
 _DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN_RE = re.compile(rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*")
@@ -94,6 +119,11 @@ def _now_micro() -> str:
 
 def _suffix(n: int = 5) -> str:
     return "".join(random.choice(_GENERATE_CHARS) for _ in range(n))
+
+
+def _plural_of(kind: str) -> str:
+    """The plural of a kind the stand-in serves (``Deployment`` -> ``deployments``)."""
+    return next((r.plural for r in RESOURCES.values() if r.kind == kind), kind.lower() + "s")
 
 
 def _template_hash(template: JSON) -> str:
@@ -215,15 +245,15 @@ def _not_found() -> ApiError:
 
 _STD_VERBS = frozenset({"get", "list", "create", "update", "patch", "delete"})
 
+
+def _scalable(plural: str, kind: str) -> _Res:
+    """An apps/v1 workload with ``/scale`` and ``/status`` subresources."""
+    return _Res("apps", "v1", plural, kind, _STD_VERBS,
+                {"scale": frozenset({"get", "update", "patch"}), "status": frozenset({"get"})})
+
+
 RESOURCES: dict[tuple[str, str, str], _Res] = {
-    ("apps", "v1", "deployments"): _Res(
-        "apps",
-        "v1",
-        "deployments",
-        "Deployment",
-        _STD_VERBS,
-        {"scale": frozenset({"get", "update", "patch"}), "status": frozenset({"get"})},
-    ),
+    ("apps", "v1", "deployments"): _scalable("deployments", "Deployment"),
     ("", "v1", "pods"): _Res(
         "",
         "v1",
@@ -266,6 +296,16 @@ RESOURCES: dict[tuple[str, str, str], _Res] = {
         field_selectors=frozenset(
             {"metadata.name", "metadata.namespace", "regarding.kind", "regarding.name", "reason", "type"}
         ),
+    ),
+    ("apps", "v1", "replicasets"): _scalable("replicasets", "ReplicaSet"),
+    ("apps", "v1", "statefulsets"): _scalable("statefulsets", "StatefulSet"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"): _Res(
+        "autoscaling",
+        "v2",
+        "horizontalpodautoscalers",
+        "HorizontalPodAutoscaler",
+        _STD_VERBS,
+        {"status": frozenset({"get"})},
     ),
     ("batch", "v1", "cronjobs"): _Res("batch", "v1", "cronjobs", "CronJob", _STD_VERBS),
     ("batch", "v1", "jobs"): _Res(
@@ -590,6 +630,11 @@ class KubeRequest:
         """True for POST/PUT/PATCH/DELETE (dry-run requests included)."""
         return self.method in MUTATING_METHODS
 
+    @property
+    def dry_run(self) -> bool:
+        """True for a request sent with ``dryRun=All`` (checked by the server, never persisted)."""
+        return self.query.get("dryRun") == "All"
+
 
 @dataclass
 class _Fault:
@@ -616,6 +661,19 @@ class _Rollout:
     stalled: bool = False
     forced_deadline: bool = False
     last_progress: float = field(default_factory=time.monotonic)
+    #: The template hash of the ReplicaSet that still holds the ``old`` pods.
+    old_hash: str | None = None
+
+
+@dataclass
+class _StsRollout:
+    """The simulated pods of one StatefulSet: how many run the update revision, how many are ready."""
+
+    update_hash: str
+    current_hash: str
+    updated: int
+    ready: int
+    stalled: bool = False
 
 
 _REASON_BY_CODE = {
@@ -647,7 +705,9 @@ class KubeApiStandin:
     default is :data:`REMEDIATOR_RULES`. ``controller_step`` is the delay between simulated
     controller steps (``None`` disables the background controller; call :meth:`tick`).
     ``job_outcome`` is what the Job controller does with created Jobs: ``"complete"``,
-    ``"fail"`` or ``"hang"``.
+    ``"fail"`` or ``"hang"``. ``owner_references_permission_enforcement`` switches on the
+    admission plugin of that name (enabled on OpenShift): an object whose ownerReference sets
+    ``blockOwnerDeletion`` needs ``update`` on the owner's ``finalizers`` subresource.
     """
 
     def __init__(
@@ -659,6 +719,7 @@ class KubeApiStandin:
         controller_step: float | None = 0.05,
         job_outcome: str = "complete",
         respawn_pods: bool = True,
+        owner_references_permission_enforcement: bool = False,
     ) -> None:
         self.rules: list[Mapping[str, Sequence[str]]] = list(REMEDIATOR_RULES if rules is None else rules)
         self.token = token
@@ -666,14 +727,20 @@ class KubeApiStandin:
         self.controller_step = controller_step
         self.job_outcome = job_outcome
         self.respawn_pods = respawn_pods
+        self.owner_references_permission_enforcement = owner_references_permission_enforcement
         #: Seconds slept before answering each request.
         self.delay: float = 0.0
+        #: (path fragment, seconds): requests whose path contains the fragment stall that long first.
+        self.path_delays: list[tuple[str, float]] = []
         self.requests: list[KubeRequest] = []
         #: Exceptions raised by the stand-in's own code (a bug here, not in the code under test).
         self.internal_errors: list[str] = []
         self._lock = threading.RLock()
         self._objects: dict[tuple[str, str, str], Obj] = {}  # (res key, namespace, name) -> object
         self._rollouts: dict[tuple[str, str], _Rollout] = {}
+        self._sts: dict[tuple[str, str], _StsRollout] = {}
+        self._hpa_recommendations: dict[tuple[str, str], int] = {}
+        self._previous_logs: dict[tuple[str, str], str] = {}
         self._job_outcomes: dict[tuple[str, str], str] = {}
         self._pod_logs: dict[tuple[str, str], str] = {}
         self._faults: list[_Fault] = []
@@ -816,6 +883,12 @@ class KubeApiStandin:
         with self._lock:
             return [r for r in self.requests if r.mutating]
 
+    @property
+    def persisting_requests(self) -> list[KubeRequest]:
+        """Every POST/PUT/PATCH/DELETE received so far that was not a server-side dry run."""
+        with self._lock:
+            return [r for r in self.requests if r.mutating and not r.dry_run]
+
     def requests_to(self, path_contains: str, method: str | None = None) -> list[KubeRequest]:
         """Requests whose path contains ``path_contains`` (and whose method is ``method``, if given)."""
         with self._lock:
@@ -919,9 +992,21 @@ class KubeApiStandin:
         image: str = "registry.example/app:1.0",
         node_name: str = "node-1",
         owner_deployment: str | None = None,
+        owner_statefulset: str | None = None,
         logs: str = "",
+        waiting_reason: str | None = None,
+        last_termination: Mapping[str, Any] | None = None,
+        previous_logs: str | None = None,
     ) -> Obj:
-        """Seed a core/v1 Pod; ``owner_deployment`` makes it owned by that Deployment's ReplicaSet."""
+        """Seed a core/v1 Pod.
+
+        ``owner_deployment`` makes it owned by that Deployment's current ReplicaSet (with its
+        ``pod-template-hash``), ``owner_statefulset`` by that StatefulSet. ``waiting_reason``
+        (e.g. ``CrashLoopBackOff``) puts the container in a waiting state; ``last_termination``
+        (``reason``, ``exitCode``) is the previous container's end, whose log is ``previous_logs``
+        (``GET .../log?previous=true`` answers 400 when there is no previous container, as the
+        kubelet does).
+        """
         with self._lock:
             owner_refs = None
             pod_labels = dict(labels or {})
@@ -929,21 +1014,97 @@ class KubeApiStandin:
                 ro = self._rollouts.get((namespace, owner_deployment))
                 hash_ = ro.template_hash if ro else _template_hash(owner_deployment)
                 pod_labels.setdefault("app", owner_deployment)
-                pod_labels["pod-template-hash"] = hash_
-                owner_refs = [
-                    {
-                        "apiVersion": "apps/v1",
-                        "kind": "ReplicaSet",
-                        "name": f"{owner_deployment}-{hash_}",
-                        "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{owner_deployment}-{hash_}")),
-                        "controller": True,
-                        "blockOwnerDeletion": True,
-                    }
-                ]
+                pod_labels[POD_TEMPLATE_HASH] = hash_
+                rs_name = f"{owner_deployment}-{hash_}"
+                rs = self._objects.get(("replicasets", namespace, rs_name))
+                uid = rs["metadata"]["uid"] if rs else str(uuid.uuid5(uuid.NAMESPACE_URL, f"{namespace}/{rs_name}"))
+                owner_refs = [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs_name, "uid": uid,
+                               "controller": True, "blockOwnerDeletion": True}]
+            elif owner_statefulset is not None:
+                sts = self._objects[("statefulsets", namespace, owner_statefulset)]
+                pod_labels.update(sts["spec"]["selector"].get("matchLabels", {}))
+                revision = self._sts[(namespace, owner_statefulset)].current_hash
+                pod_labels["controller-revision-hash"] = f"{owner_statefulset}-{revision}"
+                pod_labels["statefulset.kubernetes.io/pod-name"] = name
+                owner_refs = [{"apiVersion": "apps/v1", "kind": "StatefulSet", "name": owner_statefulset,
+                               "uid": sts["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}]
             pod = self._make_pod(namespace, name, pod_labels, phase, ready, restart_count, image, node_name, owner_refs)
+            cstatus = pod["status"]["containerStatuses"][0]
+            if waiting_reason:
+                cstatus["state"] = {"waiting": {"reason": waiting_reason, "message": (
+                    f"back-off 5m0s restarting failed container={cstatus['name']} pod={name}_{namespace}"
+                    f"({pod['metadata']['uid']})")}}
+                cstatus["started"] = False
+            if previous_logs is not None and last_termination is None:
+                last_termination = {"reason": "Error", "exitCode": 1}
+            if last_termination is not None:
+                term = {"exitCode": 0, "startedAt": _now(), "finishedAt": _now(), **dict(last_termination),
+                        "containerID": f"containerd://{uuid.uuid4().hex}"}
+                cstatus["lastState"] = {"terminated": term}
             self._objects[("pods", namespace, name)] = pod
             self._pod_logs[(namespace, name)] = logs
+            if last_termination is not None:
+                self._previous_logs[(namespace, name)] = previous_logs or ""
             return copy.deepcopy(pod)
+
+    def add_event(
+        self,
+        namespace: str,
+        kind: str,
+        name: str,
+        reason: str,
+        message: str,
+        *,
+        type_: str = "Warning",
+        count: int = 1,
+        age: float = 0.0,
+        component: str = "kubelet",
+    ) -> Obj:
+        """Seed a core/v1 Event about ``kind``/``name`` (``age``: seconds since it was last seen)."""
+        with self._lock:
+            stored = self._objects.get((_plural_of(kind), namespace, name))
+            meta = (stored or {}).get("metadata", {})
+            api_version = (stored or {}).get("apiVersion", "v1")
+            return copy.deepcopy(self._store_event(
+                namespace, kind, name, reason, message, type_=type_, count=count, age=age, component=component,
+                uid=meta.get("uid", ""), api_version=api_version))
+
+    def _store_event(
+        self,
+        namespace: str,
+        kind: str,
+        name: str,
+        reason: str,
+        message: str,
+        *,
+        type_: str,
+        uid: str,
+        api_version: str,
+        component: str,
+        count: int = 1,
+        age: float = 0.0,
+    ) -> Obj:
+        when = datetime.fromtimestamp(time.time() - age, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        event_name = f"{name}.{uuid.uuid4().hex[:16]}"
+        event: Obj = {
+            "kind": "Event",
+            "apiVersion": "v1",
+            "metadata": self._new_meta(namespace, event_name, None),
+            "involvedObject": {"kind": kind, "namespace": namespace, "name": name, "uid": uid,
+                               "apiVersion": api_version},
+            "reason": reason,
+            "message": message,
+            "source": {"component": component},
+            "firstTimestamp": when,
+            "lastTimestamp": when,
+            "count": count,
+            "type": type_,
+            "eventTime": None,
+            "reportingComponent": component,
+            "reportingInstance": "",
+        }
+        self._objects[("events", namespace, event_name)] = event
+        return event
 
     def _make_pod(
         self,
@@ -995,6 +1156,140 @@ class KubeApiStandin:
                 "qosClass": "BestEffort",
             },
         }
+
+    def add_statefulset(
+        self,
+        namespace: str,
+        name: str,
+        replicas: int = 1,
+        *,
+        image: str = "registry.example/app:1.0",
+        ready: bool = True,
+        partition: int = 0,
+        update_strategy: str = "RollingUpdate",
+    ) -> Obj:
+        """Seed an apps/v1 StatefulSet (selector and pod labels ``app=<name>``); ``ready`` means rolled out."""
+        pod_labels = {"app": name}
+        template = {
+            "metadata": {"labels": dict(pod_labels)},
+            "spec": {
+                "containers": [{"name": name, "image": image, "imagePullPolicy": "IfNotPresent"}],
+                "restartPolicy": "Always",
+                "terminationGracePeriodSeconds": 30,
+            },
+        }
+        strategy: Obj = {"type": update_strategy}
+        if update_strategy == "RollingUpdate":
+            strategy["rollingUpdate"] = {"partition": partition}
+        with self._lock:
+            sts: Obj = {
+                "kind": "StatefulSet",
+                "apiVersion": "apps/v1",
+                "metadata": self._new_meta(namespace, name, {"app": name}, generation=1),
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": dict(pod_labels)},
+                    "template": template,
+                    "serviceName": name,
+                    "podManagementPolicy": "OrderedReady",
+                    "updateStrategy": strategy,
+                    "revisionHistoryLimit": 10,
+                    "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Retain", "whenScaled": "Retain"},
+                },
+                "status": {"observedGeneration": 1} if ready else {},
+            }
+            h = _template_hash(template)
+            self._sts[(namespace, name)] = _StsRollout(h, h, replicas if ready else 0, replicas if ready else 0)
+            self._objects[("statefulsets", namespace, name)] = sts
+            self._refresh_statefulset_status(sts, self._sts[(namespace, name)])
+            return copy.deepcopy(sts)
+
+    def add_hpa(
+        self,
+        namespace: str,
+        name: str,
+        target_kind: str,
+        target_name: str,
+        *,
+        min_replicas: int = 1,
+        max_replicas: int = 10,
+        recommendation: int | None = None,
+    ) -> Obj:
+        """Seed an autoscaling/v2 HorizontalPodAutoscaler for ``target_kind``/``target_name``.
+
+        The simulated HPA controller sets the target's replicas on every step to the metric
+        ``recommendation`` (default: the target's replicas when the HPA is added) clamped to
+        ``[minReplicas, maxReplicas]``, so a scale that ignores the HPA is undone, as on a real
+        cluster. ``set_hpa_recommendation`` changes what the metrics ask for.
+        """
+        with self._lock:
+            hpa: Obj = {
+                "kind": "HorizontalPodAutoscaler",
+                "apiVersion": "autoscaling/v2",
+                "metadata": self._new_meta(namespace, name, None, generation=1),
+                "spec": {
+                    "scaleTargetRef": {"apiVersion": "apps/v1", "kind": target_kind, "name": target_name},
+                    "minReplicas": min_replicas,
+                    "maxReplicas": max_replicas,
+                    "metrics": [{"type": "Resource", "resource": {
+                        "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}],
+                },
+                "status": {},
+            }
+            if recommendation is None:  # what the metrics ask for: the replicas the target runs now
+                target = self._objects.get((_plural_of(target_kind), namespace, target_name))
+                recommendation = int(target["spec"].get("replicas", 1)) if target else min_replicas
+            self._hpa_recommendations[(namespace, name)] = recommendation
+            self._objects[("horizontalpodautoscalers", namespace, name)] = hpa
+            self._step_hpa(hpa)
+            return copy.deepcopy(hpa)
+
+    def set_hpa_recommendation(self, namespace: str, name: str, replicas: int) -> None:
+        """What the HPA's metrics ask for from now on."""
+        with self._lock:
+            self._hpa_recommendations[(namespace, name)] = replicas
+
+    def backdate(self, resource: str, namespace: str, name: str, seconds: float) -> None:
+        """Move an object's ``creationTimestamp`` ``seconds`` into the past (e.g. a ReplicaSet created earlier)."""
+        with self._lock:
+            obj = self._objects[(resource, namespace, name)]
+            obj["metadata"]["creationTimestamp"] = datetime.fromtimestamp(time.time() - seconds, UTC).strftime(
+                "%Y-%m-%dT%H:%M:%SZ")
+
+    def set_image(self, namespace: str, name: str, image: str, *, change_cause: str | None = None,
+                  complete: bool = True) -> Obj:
+        """Change a Deployment's first container image as ``kubectl set image`` would, and roll it out.
+
+        ``change_cause`` sets ``kubernetes.io/change-cause`` (copied to the new ReplicaSet);
+        ``complete`` jumps the rollout to done. Returns the new ReplicaSet.
+        """
+        with self._lock:
+            dep = self._objects[("deployments", namespace, name)]
+            dep["spec"]["template"]["spec"]["containers"][0]["image"] = image
+            if change_cause is not None:
+                dep["metadata"].setdefault("annotations", {})[CHANGE_CAUSE] = change_cause
+            dep["metadata"]["generation"] = int(dep["metadata"].get("generation", 1)) + 1
+            dep["metadata"]["resourceVersion"] = self._next_rv()
+            ro = self._rollouts[(namespace, name)]
+            self._observe_template(dep, ro)
+            if complete:
+                self.complete_rollout(namespace, name)
+            return copy.deepcopy(self._objects[("replicasets", namespace, f"{name}-{ro.template_hash}")])
+
+    def set_paused(self, namespace: str, name: str, paused: bool) -> None:
+        """Pause or resume a Deployment (as ``kubectl rollout pause/resume``)."""
+        with self._lock:
+            dep = self._objects[("deployments", namespace, name)]
+            if paused:
+                dep["spec"]["paused"] = True
+            else:
+                dep["spec"].pop("paused", None)
+            dep["metadata"]["generation"] = int(dep["metadata"].get("generation", 1)) + 1
+            self._refresh_deployment_status(dep, self._rollouts[(namespace, name)], bump=True, force=True)
+
+    def replicasets(self, namespace: str) -> list[Obj]:
+        """Snapshots of the ReplicaSets in ``namespace``."""
+        return self.list_objects("replicasets", namespace)
 
     def add_cronjob(
         self,
@@ -1084,7 +1379,8 @@ class KubeApiStandin:
             dep = self._objects[("deployments", namespace, name)]
             ro = self._rollouts[(namespace, name)]
             desired = int(dep["spec"].get("replicas", 1))
-            ro.template_hash = _template_hash(dep["spec"]["template"])
+            if _template_hash(dep["spec"]["template"]) != ro.template_hash:
+                self._observe_template(dep, ro)
             ro.new_count = ro.new_available = desired
             ro.old = 0
             ro.stalled = ro.forced_deadline = False
@@ -1109,6 +1405,117 @@ class KubeApiStandin:
                         self._step_deployment(obj, ro)
                 elif res == "jobs":
                     self._step_job(ns, name, obj)
+                elif res == "statefulsets":
+                    sr = self._sts.get((ns, name))
+                    if sr is not None:
+                        self._step_statefulset(obj, sr)
+                elif res == "horizontalpodautoscalers":
+                    self._step_hpa(obj)
+                elif res == "cronjobs":
+                    self._step_cronjob(obj)
+
+    def _observe_template(self, dep: Obj, ro: _Rollout) -> None:
+        """A new pod template: its ReplicaSet (new, or an old one reused by a rollback) gets the next revision."""
+        if ro.new_available:
+            ro.old_hash = ro.template_hash
+        ro.old += ro.new_available
+        ro.template_hash, ro.new_count, ro.new_available = _template_hash(dep["spec"]["template"]), 0, 0
+        self._sync_replicasets(dep, ro, new_template=True)
+        rs_name = f"{dep['metadata']['name']}-{ro.template_hash}"
+        self._emit_event(dep, "Normal", "ScalingReplicaSet", f"Scaled up replica set {rs_name} from 0 to 1",
+                         "deployment-controller")
+
+    def _replicasets_of(self, dep: Obj) -> dict[str, Obj]:
+        """The ReplicaSets the Deployment controls, by pod-template-hash."""
+        ns, uid = dep["metadata"]["namespace"], dep["metadata"]["uid"]
+        out: dict[str, Obj] = {}
+        for (res, rns, _), rs in self._objects.items():
+            if res != "replicasets" or rns != ns:
+                continue
+            if any(o.get("uid") == uid and o.get("controller") for o in rs["metadata"].get("ownerReferences") or []):
+                out[rs["metadata"]["labels"].get(POD_TEMPLATE_HASH, "")] = rs
+        return out
+
+    def _sync_replicasets(self, dep: Obj, ro: _Rollout, *, new_template: bool = False) -> bool:
+        """Bring the Deployment's ReplicaSets in line with the rollout; True when the Deployment's revision moved.
+
+        Like the real controller: the ReplicaSet of the current template carries the highest
+        ``deployment.kubernetes.io/revision`` (a rollback to an older template reuses that template's
+        ReplicaSet and moves its old number to ``revision-history``), the Deployment's annotations are
+        copied to it (``kubernetes.io/change-cause`` included), and the Deployment's own revision
+        annotation follows it. ReplicaSets beyond ``revisionHistoryLimit`` with no pods are deleted.
+        """
+        meta = dep["metadata"]
+        ns = meta["namespace"]
+        rss = self._replicasets_of(dep)
+        revisions = {h: int((rs["metadata"].get("annotations") or {}).get(REVISION, "0")) for h, rs in rss.items()}
+        top = max(revisions.values(), default=0)
+        new = rss.get(ro.template_hash)
+        if new is None:
+            new = self._make_replicaset(dep, ro.template_hash, top + 1)
+            self._objects[("replicasets", ns, new["metadata"]["name"])] = new
+            rss[ro.template_hash] = new
+            revisions[ro.template_hash] = top + 1
+        elif new_template and revisions[ro.template_hash] != top:
+            ann = new["metadata"].setdefault("annotations", {})
+            old_rev = ann.get(REVISION, "0")
+            history = [h for h in ann.get(REVISION_HISTORY, "").split(",") if h]
+            ann[REVISION_HISTORY] = ",".join([*history, old_rev])
+            ann[REVISION] = str(top + 1)
+            revisions[ro.template_hash] = top + 1
+            new["metadata"]["resourceVersion"] = self._next_rv()
+        desired = int(dep["spec"].get("replicas", 1))
+        for h, rs in rss.items():
+            before = copy.deepcopy(rs)
+            ann = rs["metadata"].setdefault("annotations", {})
+            if h == ro.template_hash:
+                count, ready = ro.new_count, ro.new_available
+                for k, v in (meta.get("annotations") or {}).items():
+                    if k not in _RS_SKIP_ANNOTATIONS:
+                        ann[k] = v
+                ann["deployment.kubernetes.io/desired-replicas"] = str(desired)
+                ann["deployment.kubernetes.io/max-replicas"] = str(desired + 1)
+            elif h == ro.old_hash:
+                count = ready = ro.old
+            else:
+                count = ready = 0
+            rs["spec"]["replicas"] = count
+            status = {"replicas": count, "fullyLabeledReplicas": count, "readyReplicas": ready,
+                      "availableReplicas": ready, "observedGeneration": rs["metadata"].get("generation", 1)}
+            rs["status"] = {k: v for k, v in status.items() if v or k == "replicas"}  # replicas is not omitempty
+            if rs != before:
+                rs["metadata"]["resourceVersion"] = self._next_rv()
+        limit = int(dep["spec"].get("revisionHistoryLimit", 10))
+        idle = sorted(
+            (revisions[h], h) for h, rs in rss.items() if h != ro.template_hash and not rs["spec"]["replicas"]
+        )
+        for _, h in idle[: max(0, len(idle) - limit)]:
+            del self._objects[("replicasets", ns, rss[h]["metadata"]["name"])]
+        ann = meta.setdefault("annotations", {})
+        revision = str(revisions[ro.template_hash])
+        if ann.get(REVISION) == revision:
+            return False
+        ann[REVISION] = revision
+        return True
+
+    def _make_replicaset(self, dep: Obj, template_hash: str, revision: int) -> Obj:
+        meta, spec = dep["metadata"], dep["spec"]
+        template = copy.deepcopy(spec["template"])
+        template.setdefault("metadata", {}).setdefault("labels", {})[POD_TEMPLATE_HASH] = template_hash
+        labels = dict(template["metadata"]["labels"])
+        selector = copy.deepcopy(spec.get("selector") or {"matchLabels": {}})
+        selector.setdefault("matchLabels", {})[POD_TEMPLATE_HASH] = template_hash
+        owner = {"apiVersion": "apps/v1", "kind": "Deployment", "name": meta["name"], "uid": meta["uid"],
+                 "controller": True, "blockOwnerDeletion": True}
+        rs_meta = self._new_meta(meta["namespace"], f"{meta['name']}-{template_hash}", labels, generation=1,
+                                 annotations={REVISION: str(revision)}, ownerReferences=[owner])
+        return {"kind": "ReplicaSet", "apiVersion": "apps/v1", "metadata": rs_meta,
+                "spec": {"replicas": 0, "selector": selector, "template": template}, "status": {}}
+
+    def _emit_event(self, obj: Obj, type_: str, reason: str, message: str, component: str) -> None:
+        meta = obj["metadata"]
+        self._store_event(meta["namespace"], obj.get("kind", ""), meta["name"], reason, message, type_=type_,
+                          uid=meta.get("uid", ""), api_version=obj.get("apiVersion", ""), component=component)
 
     def _step_deployment(self, dep: Obj, ro: _Rollout) -> None:
         spec, status = dep["spec"], dep.setdefault("status", {})
@@ -1121,11 +1528,7 @@ class KubeApiStandin:
         else:
             current = _template_hash(spec["template"])
             if not spec.get("paused") and current != ro.template_hash:
-                ro.old += ro.new_available
-                ro.template_hash, ro.new_count, ro.new_available = current, 0, 0
-                annotations = dep["metadata"].setdefault("annotations", {})
-                revision = int(annotations.get("deployment.kubernetes.io/revision", "1"))
-                annotations["deployment.kubernetes.io/revision"] = str(revision + 1)
+                self._observe_template(dep, ro)
                 progressed = True
             elif not ro.stalled and ro.new_available < ro.new_count:
                 ro.new_available += 1
@@ -1208,10 +1611,156 @@ class KubeApiStandin:
                 }
             )
         status["conditions"] = conds
-        if status != before or not bump or force:
+        moved = self._sync_replicasets(dep, ro)
+        if status != before or not bump or force or moved:
             dep["status"] = status
             if bump:
                 meta["resourceVersion"] = self._next_rv()
+
+    def _step_statefulset(self, sts: Obj, sr: _StsRollout) -> None:
+        """One step of the StatefulSet controller: pods are replaced one at a time, highest ordinal first."""
+        spec, status = sts["spec"], sts.setdefault("status", {})
+        desired = int(spec.get("replicas", 1))
+        current = _template_hash(spec["template"])
+        if current != sr.update_hash:  # one sync observes the generation and the new revision together
+            sr.update_hash, sr.updated = current, 0
+            status["observedGeneration"] = sts["metadata"].get("generation", 1)
+        elif status.get("observedGeneration", 0) < sts["metadata"].get("generation", 1):
+            status["observedGeneration"] = sts["metadata"]["generation"]
+        elif sr.stalled:
+            pass
+        elif sr.ready < desired:
+            sr.ready += 1
+        elif sr.ready > desired:
+            sr.ready = desired
+        elif sr.updated < self._sts_target(sts):
+            sr.updated += 1
+        elif sr.update_hash != sr.current_hash and sr.updated >= desired:
+            sr.current_hash = sr.update_hash
+        sr.updated = min(sr.updated, desired)
+        self._refresh_statefulset_status(sts, sr)
+
+    @staticmethod
+    def _sts_target(sts: Obj) -> int:
+        strategy = sts["spec"].get("updateStrategy") or {}
+        partition = int((strategy.get("rollingUpdate") or {}).get("partition", 0) or 0)
+        return max(0, int(sts["spec"].get("replicas", 1)) - partition)
+
+    def _refresh_statefulset_status(self, sts: Obj, sr: _StsRollout) -> None:
+        before = copy.deepcopy(sts.get("status", {}))
+        name = sts["metadata"]["name"]
+        desired = int(sts["spec"].get("replicas", 1))
+        same = sr.update_hash == sr.current_hash
+        counters = {
+            "replicas": sr.ready,
+            "readyReplicas": sr.ready,
+            "availableReplicas": sr.ready,
+            "currentReplicas": min(sr.ready, desired) if same else max(0, min(sr.ready, desired) - sr.updated),
+            "updatedReplicas": min(sr.ready, desired) if same else sr.updated,
+        }
+        status: Obj = {k: v for k, v in before.items() if k not in counters}
+        status.update({k: v for k, v in counters.items() if v})
+        status["currentRevision"] = f"{name}-{sr.current_hash}"
+        status["updateRevision"] = f"{name}-{sr.update_hash}"
+        status["collisionCount"] = 0
+        if status != before:
+            sts["status"] = status
+            sts["metadata"]["resourceVersion"] = self._next_rv()
+
+    def _step_hpa(self, hpa: Obj) -> None:
+        """One HPA sync: the target's replicas go to the recommendation clamped to [minReplicas, maxReplicas]."""
+        meta, spec = hpa["metadata"], hpa["spec"]
+        ref = spec.get("scaleTargetRef") or {}
+        target = self._objects.get((_plural_of(str(ref.get("kind", ""))), meta["namespace"], str(ref.get("name"))))
+        before = copy.deepcopy(hpa.get("status", {}))
+        now = _now()
+        lo, hi = int(spec.get("minReplicas", 1)), int(spec["maxReplicas"])
+        conditions: list[Obj]
+        status: Obj = {"currentReplicas": 0, "desiredReplicas": 0}
+        if target is None:
+            conditions = [{"type": "AbleToScale", "status": "False", "reason": "FailedGetScale",
+                           "message": f'the HPA controller was unable to get the target\'s current scale: '
+                                      f'{_plural_of(str(ref.get("kind", "")))}.apps "{ref.get("name")}" not found'}]
+        else:
+            current = int(target["spec"].get("replicas", 1))
+            status["currentReplicas"] = current
+            if current == 0:
+                conditions = [{"type": "ScalingActive", "status": "False", "reason": "ScalingDisabled",
+                               "message": "scaling is disabled since the replica count of the target is zero"}]
+                status["desiredReplicas"] = 0
+            else:
+                wanted = self._hpa_recommendations.get((meta["namespace"], meta["name"]), current)
+                desired = max(lo, min(hi, wanted))
+                status["desiredReplicas"] = desired
+                limited = desired != wanted
+                conditions = [
+                    {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale",
+                     "message": "recommended size matches current size"},
+                    {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound",
+                     "message": "the HPA was able to successfully calculate a replica count from cpu resource "
+                                "utilization (percentage of request)"},
+                    {"type": "ScalingLimited", "status": "True" if limited else "False",
+                     "reason": ("TooFewReplicas" if wanted < lo else "TooManyReplicas") if limited
+                     else "DesiredWithinRange",
+                     "message": "the desired replica count is " + (
+                         ("less than the minimum replica count" if wanted < lo
+                          else "more than the maximum replica count") if limited
+                         else "within the acceptable range")},
+                ]
+                if desired != current:
+                    self._hpa_scale(target, desired, hpa)
+                    status["lastScaleTime"] = now
+                    status["currentReplicas"] = current
+        if before.get("lastScaleTime") and "lastScaleTime" not in status:
+            status["lastScaleTime"] = before["lastScaleTime"]
+        old = {c["type"]: c for c in before.get("conditions", [])}
+        for c in conditions:
+            prev = old.get(c["type"])
+            c["lastTransitionTime"] = prev["lastTransitionTime"] if prev and prev["status"] == c["status"] else now
+        status["conditions"] = conditions
+        status["observedGeneration"] = meta.get("generation", 1)
+        if status != before:
+            hpa["status"] = status
+            meta["resourceVersion"] = self._next_rv()
+
+    def _hpa_scale(self, target: Obj, replicas: int, hpa: Obj) -> None:
+        meta = target["metadata"]
+        target["spec"]["replicas"] = replicas
+        meta["generation"] = int(meta.get("generation", 1)) + 1
+        meta["resourceVersion"] = self._next_rv()
+        key = (meta["namespace"], meta["name"])
+        if target.get("kind") == "Deployment" and key in self._rollouts:
+            self._refresh_deployment_status(target, self._rollouts[key], bump=False)
+        self._emit_event(hpa, "Normal", "SuccessfulRescale", f"New size: {replicas}; reason: cpu resource "
+                         "utilization (percentage of request) above target", "horizontal-pod-autoscaler")
+
+    def _step_cronjob(self, cj: Obj) -> None:
+        """The CronJob controller's history limits (cleanupFinishedJobs).
+
+        Only Jobs the CronJob *controls* count: ``metav1.GetControllerOf(job)`` naming the CronJob,
+        i.e. an ownerReference with ``controller: true``. Finished Jobs beyond
+        ``successfulJobsHistoryLimit`` / ``failedJobsHistoryLimit`` are deleted, oldest start first.
+        """
+        meta, spec = cj["metadata"], cj["spec"]
+        ns = meta["namespace"]
+        finished: dict[str, list[Obj]] = {"Complete": [], "Failed": []}
+        for (res, jns, _), job in list(self._objects.items()):
+            if res != "jobs" or jns != ns:
+                continue
+            ref = next((r for r in job["metadata"].get("ownerReferences") or [] if r.get("controller")), None)
+            if ref is None or ref.get("name") != meta["name"]:
+                continue
+            for cond in job.get("status", {}).get("conditions", []):
+                if cond.get("type") in finished and cond.get("status") == "True":
+                    finished[cond["type"]].append(job)
+        limits = {"Complete": spec.get("successfulJobsHistoryLimit", 3),
+                  "Failed": spec.get("failedJobsHistoryLimit", 1)}
+        for kind, jobs in finished.items():
+            jobs.sort(key=lambda j: (j.get("status", {}).get("startTime", ""), j["metadata"]["creationTimestamp"]))
+            for job in jobs[: max(0, len(jobs) - int(limits[kind]))]:
+                del self._objects[("jobs", ns, job["metadata"]["name"])]
+                self._emit_event(cj, "Normal", "SuccessfulDelete", f"Deleted job {job['metadata']['name']}",
+                                 "cronjob-controller")
 
     def _step_job(self, namespace: str, name: str, job: Obj) -> None:
         status = job.setdefault("status", {})
@@ -1276,8 +1825,9 @@ class KubeApiStandin:
         with self._lock:
             index = len(self.requests)
             self.requests.append(KubeRequest(request.method, request.path, query, content_type, body, headers))
-        if self.delay:
-            await asyncio.sleep(self.delay)
+        stall = max([self.delay, *(sec for frag, sec in self.path_delays if frag in request.path)])
+        if stall:
+            await asyncio.sleep(stall)
         try:
             with self._lock:
                 status, payload, extra_headers = self._dispatch(
@@ -1482,7 +2032,24 @@ class KubeApiStandin:
         if sub == "scale":
             return self._scale_of(obj)
         if sub == "log":
-            text = self._pod_logs.get((namespace, name), "")
+            container = query.get("container")
+            names = [c["name"] for c in obj["spec"].get("containers", [])]
+            if container is None and len(names) > 1:
+                raise ApiError(400, "BadRequest", f"a container name must be specified for pod {name}, "
+                               f"choose one of: [{' '.join(names)}]")
+            container = container or names[0]
+            if container not in names:
+                raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+            if query.get("previous") in ("true", "1"):
+                cstatus: Obj = next(
+                    (c for c in obj["status"].get("containerStatuses", []) if c["name"] == container), {}
+                )
+                if not (cstatus.get("lastState") or {}).get("terminated"):
+                    raise ApiError(400, "BadRequest",
+                                   f'previous terminated container "{container}" in pod "{name}" not found')
+                text = self._previous_logs.get((namespace, name), "")
+            else:
+                text = self._pod_logs.get((namespace, name), "")
             tail = query.get("tailLines")
             if tail and tail.isdigit():
                 lines = text.splitlines(keepends=True)
@@ -1547,6 +2114,7 @@ class KubeApiStandin:
             else:
                 raise res.invalid("", [("metadata.name", "Required value: name or generateName is required")])
         name = meta["name"]
+        self._check_owner_references(res, namespace, name, meta)
         causes = self._validate_name(name)
         if res.plural == "jobs":
             causes += self._validate_job(obj, name)
@@ -1579,6 +2147,25 @@ class KubeApiStandin:
         if res.plural == "deployments":
             self._rollouts[(namespace, name)] = _Rollout(_template_hash(obj["spec"]["template"]), 0, 0)
         return copy.deepcopy(obj)
+
+    def _check_owner_references(self, res: _Res, namespace: str, name: str, meta: Obj) -> None:
+        """OwnerReferencesPermissionEnforcement: blockOwnerDeletion needs update on the owner's finalizers."""
+        if not self.owner_references_permission_enforcement:
+            return
+        for ref in meta.get("ownerReferences") or []:
+            if not ref.get("blockOwnerDeletion"):
+                continue
+            group = str(ref.get("apiVersion", "")).rpartition("/")[0]
+            owner = _Res(group, "v1", _plural_of(str(ref.get("kind", ""))), str(ref.get("kind", "")), frozenset())
+            try:
+                self._authorize(owner, "update", namespace, str(ref.get("name", "")), "finalizers")
+            except ApiError:
+                raise ApiError(
+                    403, "Forbidden",
+                    f'{res.qualified} "{name}" is forbidden: cannot set blockOwnerDeletion if an ownerReference refers '
+                    "to a resource you can't set finalizers on: , <nil>",
+                    res.details(name),
+                ) from None
 
     @staticmethod
     def _validate_name(name: str) -> list[tuple[str, str]]:
@@ -1678,6 +2265,46 @@ class KubeApiStandin:
         if causes:
             raise res.invalid(name, causes)
 
+    @staticmethod
+    def _validate_statefulset(res: _Res, new: Obj, old: Obj) -> None:
+        """The API server's StatefulSet update rule: only some spec fields may change."""
+        name = new["metadata"]["name"]
+        spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+        replicas = spec.get("replicas", 1)
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise res.invalid(
+                name, [("spec.replicas", f"Invalid value: {replicas}: must be greater than or equal to 0")]
+            )
+        mutable = {"replicas", "ordinals", "template", "updateStrategy", "persistentVolumeClaimRetentionPolicy",
+                   "minReadySeconds"}
+        if {k: v for k, v in spec.items() if k not in mutable} != {
+            k: v for k, v in old_spec.items() if k not in mutable
+        }:
+            raise res.invalid(name, [("spec", "Forbidden: updates to statefulset spec for fields other than "
+                                      "'replicas', 'ordinals', 'template', 'updateStrategy', "
+                                      "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden")])
+
+    @staticmethod
+    def _validate_hpa(res: _Res, new: Obj) -> None:
+        """autoscaling validation of minReplicas and maxReplicas."""
+        spec = new.get("spec") or {}
+        lo_raw, hi_raw = spec.get("minReplicas", 1), spec.get("maxReplicas")
+        causes: list[tuple[str, str]] = []
+        for field_name, value in (("minReplicas", lo_raw), ("maxReplicas", hi_raw)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ApiError(400, "BadRequest", f'HorizontalPodAutoscaler in version "v2" cannot be handled as a '
+                               f"HorizontalPodAutoscaler: json: cannot unmarshal {type(value).__name__} into Go struct "
+                               f"field HorizontalPodAutoscalerSpec.spec.{field_name} of type int32")
+        lo, hi = int(lo_raw), int(hi_raw or 0)
+        if lo < 1:
+            causes.append(("spec.minReplicas", f"Invalid value: {lo}: must be greater than or equal to 1"))
+        if hi < 1:
+            causes.append(("spec.maxReplicas", f"Invalid value: {hi}: must be greater than 0"))
+        elif hi < lo:
+            causes.append(("spec.maxReplicas", f"Invalid value: {hi}: must be greater than or equal to `minReplicas`"))
+        if causes:
+            raise res.invalid(new["metadata"]["name"], causes)
+
     def _commit(self, res: _Res, namespace: str, name: str, old: Obj, new: Obj, dry_run: bool) -> Obj:
         """Apply server-side rules to an updated object and store it (unless dry run)."""
         new_meta = new.setdefault("metadata", {})
@@ -1700,6 +2327,10 @@ class KubeApiStandin:
                 new.pop("status", None)
         if res.plural == "deployments":
             self._validate_deployment(res, new, old)
+        if res.plural == "statefulsets":
+            self._validate_statefulset(res, new, old)
+        if res.plural == "horizontalpodautoscalers":
+            self._validate_hpa(res, new)
         if res.plural == "jobs":
             causes = self._validate_job(new, name)
             if old["spec"].get("template") != new.get("spec", {}).get("template"):
@@ -1720,6 +2351,8 @@ class KubeApiStandin:
                 if new["spec"].get("paused") != old["spec"].get("paused"):
                     ro.last_progress = time.monotonic()
                 self._refresh_deployment_status(new, ro, bump=False)
+        if res.plural == "statefulsets" and (namespace, name) in self._sts:
+            self._refresh_statefulset_status(new, self._sts[(namespace, name)])
         return copy.deepcopy(new)
 
     def _update(self, res: _Res, namespace: str, name: str, sub: str | None, body: JSON, dry_run: bool) -> Obj:
@@ -1837,12 +2470,17 @@ class KubeApiStandin:
                 answer["metadata"]["resourceVersion"] = self._next_rv()
                 del self._objects[self._key(res, namespace, name)]
                 self._pod_logs.pop((namespace, name), None)
+                self._previous_logs.pop((namespace, name), None)
                 self._respawn(obj)
             return answer
         if not dry_run:
             del self._objects[self._key(res, namespace, name)]
             if res.plural == "deployments":
                 self._rollouts.pop((namespace, name), None)
+                for rs in self._replicasets_of(obj).values():  # the garbage collector's cascade
+                    del self._objects[("replicasets", namespace, rs["metadata"]["name"])]
+            if res.plural == "statefulsets":
+                self._sts.pop((namespace, name), None)
         return {
             "kind": "Status",
             "apiVersion": "v1",

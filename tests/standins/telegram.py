@@ -561,6 +561,11 @@ class TelegramStandin(FaultControls):
         self._open_queries[query_id] = query
         return self._queue({"callback_query": query})
 
+    def requeue(self, update: dict[str, Any]) -> None:
+        """Queue ``update`` again, as Telegram does when no later ``getUpdates`` offset confirmed it."""
+        self._updates.append(update)
+        self._update_event.set()
+
     def pending_updates(self) -> list[dict[str, Any]]:
         """The queued updates not yet confirmed by a ``getUpdates`` offset."""
         return list(self._updates)

@@ -514,3 +514,173 @@ def test_label_selector_parser() -> None:
     assert not pred({"app": "web", "env": "prod", "team": "x", "canary": "1"})
     assert not pred({"app": "web", "env": "prod"})
     assert parse_label_selector("")({})
+
+
+# -- revisions, events, previous logs, StatefulSets, HPAs, dry runs, owner references ----------------
+
+
+def revision(rs: client.V1ReplicaSet) -> int:
+    return int(rs.metadata.annotations["deployment.kubernetes.io/revision"])
+
+
+def test_replicasets_carry_revisions_and_a_rollback_reuses_one(
+    kube_standin: KubeApiStandin, apps: client.AppsV1Api
+) -> None:
+    """Each template gets a ReplicaSet owned by the Deployment; going back to a template reuses its ReplicaSet."""
+    kube_standin.rules = ALLOW_ALL_RULES
+    kube_standin.add_deployment(NS, "web", replicas=2, image="model:v41")
+    kube_standin.set_image(NS, "web", "model:v42", change_cause="deploy v42")
+    dep = apps.read_namespaced_deployment("web", NS)
+    rss = apps.list_namespaced_replica_set(NS, label_selector="app=web").items
+    assert sorted(revision(rs) for rs in rss) == [1, 2]
+    newest = max(rss, key=revision)
+    assert newest.spec.template.spec.containers[0].image == "model:v42"
+    assert newest.metadata.annotations["kubernetes.io/change-cause"] == "deploy v42"
+    assert newest.spec.template.metadata.labels["pod-template-hash"] in newest.metadata.name
+    (owner,) = newest.metadata.owner_references
+    assert (owner.kind, owner.uid, owner.controller, owner.block_owner_deletion) == (
+        "Deployment", dep.metadata.uid, True, True)
+    assert dep.metadata.annotations["deployment.kubernetes.io/revision"] == "2"
+    assert (newest.spec.replicas, min(rss, key=revision).spec.replicas) == (2, 0)
+
+    old = min(rss, key=revision)
+    template = old.to_dict()["spec"]["template"]
+    apps.patch_namespaced_deployment("web", NS, [
+        {"op": "replace", "path": "/spec/template", "value": {
+            "metadata": {"labels": {"app": "web"}}, "spec": {"containers": [
+                {"name": "web", "image": "model:v41", "imagePullPolicy": "IfNotPresent", "resources": {},
+                 "terminationMessagePath": "/dev/termination-log", "terminationMessagePolicy": "File"}],
+                "restartPolicy": "Always", "terminationGracePeriodSeconds": 30, "dnsPolicy": "ClusterFirst",
+                "schedulerName": "default-scheduler", "securityContext": {}}}}])
+    wait_until(lambda: rollout_done(apps.read_namespaced_deployment("web", NS)))
+    reused = apps.read_namespaced_replica_set(old.metadata.name, NS)
+    assert template["spec"]["containers"][0]["image"] == "model:v41"
+    assert revision(reused) == 3
+    assert reused.metadata.annotations["deployment.kubernetes.io/revision-history"] == "1"
+    assert apps.read_namespaced_deployment("web", NS).metadata.annotations[
+        "deployment.kubernetes.io/revision"] == "3"
+    assert len(apps.list_namespaced_replica_set(NS).items) == 2
+    reasons = [e.reason for e in client.CoreV1Api(apps.api_client).list_namespaced_event(
+        NS, field_selector="involvedObject.name=web").items]
+    assert reasons.count("ScalingReplicaSet") == 2
+
+
+def test_events_by_field_selector(kube_standin: KubeApiStandin, core: client.CoreV1Api) -> None:
+    kube_standin.add_pod(NS, "web-1", {"app": "web"})
+    kube_standin.add_event(NS, "Pod", "web-1", "BackOff", "Back-off restarting failed container", count=7)
+    kube_standin.add_event(NS, "Pod", "db-0", "Pulled", "pulled", type_="Normal")
+    (event,) = core.list_namespaced_event(NS, field_selector="involvedObject.kind=Pod,involvedObject.name=web-1").items
+    assert (event.type, event.reason, event.count) == ("Warning", "BackOff", 7)
+    assert event.involved_object.uid == kube_standin.pods(NS)[0]["metadata"]["uid"]
+    assert event.last_timestamp is not None
+    assert [e.reason for e in core.list_namespaced_event(NS, field_selector="type=Warning").items] == ["BackOff"]
+    with pytest.raises(ApiException) as err:
+        core.list_namespaced_event(NS, field_selector="involvedObject.color=red")
+    assert err.value.status == 400
+
+
+def test_previous_container_log_or_400(kube_standin: KubeApiStandin, core: client.CoreV1Api) -> None:
+    """?previous=true reads the terminated container's log; without one the API answers 400, as the kubelet."""
+    kube_standin.add_pod(NS, "crash-1", {"app": "m"}, ready=False, restart_count=4, waiting_reason="CrashLoopBackOff",
+                         last_termination={"reason": "OOMKilled", "exitCode": 137},
+                         previous_logs="loading model\nCUDA out of memory\n", logs="")
+    kube_standin.add_pod(NS, "fine-1", {"app": "m"}, logs="ok\n")
+    (pod,) = core.list_namespaced_pod(NS, field_selector="metadata.name=crash-1").items
+    cs = pod.status.container_statuses[0]
+    assert cs.state.waiting.reason == "CrashLoopBackOff" and not cs.ready
+    assert (cs.last_state.terminated.reason, cs.last_state.terminated.exit_code) == ("OOMKilled", 137)
+    assert core.read_namespaced_pod_log("crash-1", NS, previous=True, tail_lines=1) == "CUDA out of memory\n"
+    with pytest.raises(ApiException) as err:
+        core.read_namespaced_pod_log("fine-1", NS, previous=True)
+    assert err.value.status == 400
+    assert status_body(err.value)["message"] == 'previous terminated container "fine-1" in pod "fine-1" not found'
+    with pytest.raises(ApiException) as err:
+        core.read_namespaced_pod_log("fine-1", NS, container="nope")
+    assert err.value.status == 400
+
+
+def test_statefulset_rollout_and_scale(kube_standin: KubeApiStandin, apps: client.AppsV1Api) -> None:
+    kube_standin.add_statefulset(NS, "db", replicas=3)
+    sts = apps.read_namespaced_stateful_set("db", NS)
+    assert sts.status.ready_replicas == 3 and sts.status.current_revision == sts.status.update_revision
+    apps.patch_namespaced_stateful_set("db", NS, {"spec": {"template": {"metadata": {"annotations": {
+        RESTARTED_AT: "2026-11-27T00:00:00Z"}}}}})
+    seen = []
+
+    def done() -> bool:
+        s = apps.read_namespaced_stateful_set("db", NS).status
+        seen.append(s.updated_replicas or 0)
+        return s.observed_generation == 2 and s.current_revision == s.update_revision and s.updated_replicas == 3
+
+    wait_until(done)
+    assert any(0 < n < 3 for n in seen)
+    assert apps.patch_namespaced_stateful_set_scale("db", NS, {"spec": {"replicas": 5}}).spec.replicas == 5
+    wait_until(lambda: apps.read_namespaced_stateful_set("db", NS).status.ready_replicas == 5)
+    with pytest.raises(ApiException) as err:
+        apps.patch_namespaced_stateful_set("db", NS, {"spec": {"serviceName": "other"}})
+    assert err.value.status == 422 and "Forbidden: updates to statefulset spec" in status_body(err.value)["message"]
+
+
+def test_hpa_owns_the_replica_count(kube_standin: KubeApiStandin, apps: client.AppsV1Api,
+                                    kube_api_client: client.ApiClient) -> None:
+    """A scale patch that ignores the HPA is undone at its next sync; raising minReplicas sticks."""
+    auto = client.AutoscalingV2Api(kube_api_client)
+    kube_standin.rules = ALLOW_ALL_RULES
+    kube_standin.add_deployment(NS, "web", replicas=3)
+    kube_standin.add_hpa(NS, "web-hpa", "Deployment", "web", min_replicas=2, max_replicas=6)
+    apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 5}})
+    wait_until(lambda: kube_standin.deployment(NS, "web")["spec"]["replicas"] == 3)
+    hpa = auto.read_namespaced_horizontal_pod_autoscaler("web-hpa", NS)
+    assert (hpa.spec.min_replicas, hpa.spec.max_replicas, hpa.spec.scale_target_ref.name) == (2, 6, "web")
+    auto.patch_namespaced_horizontal_pod_autoscaler("web-hpa", NS, {"spec": {"minReplicas": 5}})
+    wait_until(lambda: kube_standin.deployment(NS, "web")["spec"]["replicas"] == 5)
+    status = auto.read_namespaced_horizontal_pod_autoscaler("web-hpa", NS).status
+    assert status.desired_replicas == 5
+    with pytest.raises(ApiException) as err:
+        auto.patch_namespaced_horizontal_pod_autoscaler("web-hpa", NS, {"spec": {"minReplicas": 7}})
+    assert err.value.status == 422
+    assert "must be greater than or equal to `minReplicas`" in status_body(err.value)["message"]
+
+
+def test_dry_run_is_authorized_and_validated_but_never_applied(
+    kube_standin: KubeApiStandin, apps: client.AppsV1Api, batch: client.BatchV1Api
+) -> None:
+    kube_standin.add_deployment(NS, "web", replicas=2)
+    kube_standin.rules = [r for r in kube_standin.rules if r["resources"] != ["deployments/scale"]]
+    with pytest.raises(ApiException) as err:
+        apps.patch_namespaced_deployment_scale("web", NS, {"spec": {"replicas": 3}}, dry_run="All")
+    assert err.value.status == 403
+    with pytest.raises(ApiException) as err:
+        batch.create_namespaced_job(NS, {"metadata": {"name": "Bad_Name"}, "spec": {"template": {"spec": {
+            "containers": [{"name": "t", "image": "i"}], "restartPolicy": "Never"}}}}, dry_run="All")
+    assert err.value.status == 422
+    out = apps.patch_namespaced_deployment("web", NS, {"spec": {"template": {"metadata": {"annotations": {
+        "x": "1"}}}}}, dry_run="All")
+    assert out.metadata.generation == 2 and kube_standin.deployment(NS, "web")["metadata"]["generation"] == 1
+    with pytest.raises(ApiException) as err:
+        apps.patch_namespaced_deployment("web", NS, {"spec": {}}, dry_run="Yes")
+    assert err.value.status == 400
+    assert [r.status for r in kube_standin.persisting_requests] == [400]  # only the refused dryRun=Yes
+    assert kube_standin.deployment(NS, "web")["spec"]["replicas"] == 2
+
+
+def test_owner_references_permission_enforcement(tmp_path: Path) -> None:
+    """With the admission plugin on, blockOwnerDeletion needs update on the owner's finalizers."""
+    with KubeApiStandin(owner_references_permission_enforcement=True) as kube:
+        kube.add_cronjob(NS, "retrain", {"template": {"spec": {"containers": [{"name": "t", "image": "i"}],
+                                                               "restartPolicy": "Never"}}})
+        uid = kube.get_object("cronjobs", NS, "retrain")["metadata"]["uid"]  # type: ignore[index]
+        with config.new_client_from_config(config_file=str(kube.kubeconfig(tmp_path / "k"))) as api:
+            batch = client.BatchV1Api(api)
+            job = {"metadata": {"name": "j1", "ownerReferences": [{"apiVersion": "batch/v1", "kind": "CronJob",
+                                                                   "name": "retrain", "uid": uid, "controller": True}]},
+                   "spec": {"template": {"spec": {"containers": [{"name": "t", "image": "i"}],
+                                                  "restartPolicy": "Never"}}}}
+            batch.create_namespaced_job(NS, job)
+            job["metadata"]["name"] = "j2"
+            job["metadata"]["ownerReferences"][0]["blockOwnerDeletion"] = True  # type: ignore[index]
+            with pytest.raises(ApiException) as err:
+                batch.create_namespaced_job(NS, job)
+        assert err.value.status == 403
+        assert "cannot set blockOwnerDeletion" in status_body(err.value)["message"]
+        assert [j["metadata"]["name"] for j in kube.jobs(NS)] == ["j1"]

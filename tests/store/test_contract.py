@@ -122,3 +122,26 @@ async def test_depth_and_prune(store: Store) -> None:
     later = time.time() + 100
     assert await store.prune(later, later) >= 3  # two done bodies and the expired state of "a"
     assert await store.alert("a") is None
+
+
+async def test_a_request_is_remembered_once_until_its_window_ends(store: Store) -> None:
+    """Replay protection: the first sighting of a key wins; the same key again is refused until ``keep_until``."""
+    assert await store.remember_request("slack", "v0=abc", T0, T0 + 600)
+    assert not await store.remember_request("slack", "v0=abc", T0 + 1, T0 + 601)
+    assert await store.remember_request("telegram:1", "v0=abc", T0 + 1, T0 + 601), "scopes are separate"
+    assert not await store.remember_request("slack", "v0=abc", T0 + 599, T0 + 1200)
+    # once its window is over the sighting is forgotten: the key may be seen anew
+    assert await store.remember_request("slack", "v0=abc", T0 + 601, T0 + 1200)
+
+
+async def test_concurrent_sightings_of_one_request_admit_exactly_one(store: Store) -> None:
+    results = await asyncio.gather(*(store.remember_request("slack", "same", T0, T0 + 600) for _ in range(20)))
+    assert sorted(results) == [False] * 19 + [True]
+
+
+async def test_expired_sightings_are_pruned(store: Store) -> None:
+    for i in range(5):
+        assert await store.remember_request("telegram:1", str(i), T0, T0 + 10 + i)
+    assert await store.prune(T0 + 13, T0) == 3  # kept until T0+10, +11 and +12: over; +13 and +14 are not
+    assert not await store.remember_request("telegram:1", "3", T0 + 13, T0 + 99)
+    assert await store.remember_request("telegram:1", "2", T0 + 13, T0 + 99)

@@ -8,6 +8,7 @@ from alert_router.remediation.actions import (
     http,
     notify,
     rollout_restart,
+    rollout_undo,
     scale,
     wait_resolved,
     wait_rollout,
@@ -23,6 +24,7 @@ from alert_router.remediation.actions.base import (
 
 REGISTRY: dict[str, ActionType] = {
     "rollout_restart": rollout_restart.ACTION,
+    "rollout_undo": rollout_undo.ACTION,
     "scale": scale.ACTION,
     "delete_pod": delete_pod.ACTION,
     "create_job_from_cronjob": create_job_from_cronjob.ACTION,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from pydantic import Field
 
 from alert_router.configbase import ConfigModel
-from alert_router.durations import Duration
+from alert_router.durations import Duration, format_duration
 from alert_router.errors import AlertRouterError, FailureReason
 from alert_router.remediation.kube import KubeError, KubeSession
 from alert_router.remediation.settings import RetryConfig
@@ -118,10 +118,10 @@ class StepContext:
         """Seconds left before the step's deadline."""
         return self.deadline - time.monotonic()
 
-    def require_target(self, kind: str) -> Target:
-        """The target, which must be of ``kind`` (checked at load time; asserted here)."""
-        if self.target is None or self.target.kind != kind:
-            raise StepFailed(FailureReason.INVALID, f"this action needs a {kind} target")
+    def require_target(self, *kinds: str) -> Target:
+        """The target, which must be of one of ``kinds`` (checked at load time; asserted here)."""
+        if self.target is None or self.target.kind not in kinds:
+            raise StepFailed(FailureReason.INVALID, f"this action needs a {' or '.join(kinds)} target")
         return self.target
 
     async def sleep(self, seconds: float | None = None) -> None:
@@ -130,6 +130,19 @@ class StepContext:
 
 
 RunFn = Callable[[StepContext, Any], Awaitable[StepResult]]
+
+
+async def run_step(run: RunFn, ctx: StepContext, params: ActionParams, limit: float) -> StepResult | StepFailed:
+    """Run one step within ``limit`` seconds (and one of grace); every failure comes back as :class:`StepFailed`."""
+    try:
+        async with asyncio.timeout(limit + 1.0):
+            return await run(ctx, params)
+    except StepFailed as exc:
+        return exc
+    except KubeError as exc:
+        return StepFailed.from_kube(exc, params.action)
+    except TimeoutError:
+        return StepFailed(FailureReason.TIMEOUT, f"timed out after {format_duration(limit)}")
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,13 @@
 """``create_job_from_cronjob``: what ``kubectl create job NAME --from=cronjob/CRONJOB`` does.
 
 kubectl copies ``spec.jobTemplate.spec`` and the job template's labels, sets the annotation
-``cronjob.kubernetes.io/instantiate: manual`` (the template's own annotations win), and adds an
-ownerReference to the CronJob. alert-router also records the run in the annotation
+``cronjob.kubernetes.io/instantiate: manual`` (the template's own annotations win), and adds a
+controller ownerReference to the CronJob (``controller: true``): the CronJob controller counts the
+Jobs it controls (``metav1.GetControllerOf``) against ``successfulJobsHistoryLimit`` and
+``failedJobsHistoryLimit``, so these Jobs are pruned like scheduled ones. Like kubectl since 1.31,
+``blockOwnerDeletion`` is not set: with the OwnerReferencesPermissionEnforcement admission plugin
+(OpenShift) it needs ``update`` on ``cronjobs/finalizers``, and it only matters to a foreground
+deletion of the CronJob. alert-router also records the run in the annotation
 ``alert-router.io/run-id``. The Job name is deterministic per run (``<cronjob>-ar-<run id>``, at most
 63 characters, or ``job_name``), so a retried create that meets ``AlreadyExists`` recognises its own
 Job instead of creating a second one. With ``wait: true`` the step waits for the Job to finish.
@@ -51,7 +56,8 @@ def job_from_cronjob(cronjob: dict[str, Any], name: str, run_id: int) -> dict[st
             "name": name,
             "annotations": annotations,
             "ownerReferences": [
-                {"apiVersion": "batch/v1", "kind": "CronJob", "name": meta.get("name"), "uid": meta.get("uid")}
+                {"apiVersion": "batch/v1", "kind": "CronJob", "name": meta.get("name"), "uid": meta.get("uid"),
+                 "controller": True}
             ],
         },
         "spec": copy.deepcopy(template.get("spec") or {}),

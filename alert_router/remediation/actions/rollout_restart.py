@@ -1,8 +1,9 @@
-"""``rollout_restart``: what ``kubectl rollout restart deployment/NAME`` does.
+"""``rollout_restart``: what ``kubectl rollout restart deployment/NAME`` (or ``statefulset/NAME``) does.
 
 kubectl patches the pod template's ``kubectl.kubernetes.io/restartedAt`` annotation with the current
-time (RFC 3339) as a strategic merge patch, which makes the Deployment roll its pods; it refuses a
-paused Deployment. The timestamp is fixed once per step, so a retried patch sends the same bytes.
+time (RFC 3339) as a strategic merge patch, which makes the Deployment or StatefulSet roll its pods;
+it refuses a paused Deployment. The timestamp is fixed once per step, so a retried patch sends the
+same bytes.
 """
 
 from __future__ import annotations
@@ -29,10 +30,14 @@ def restart_patch(stamp: str) -> dict[str, object]:
 
 
 async def run(ctx: StepContext, params: Params) -> StepResult:
-    """Refuse a paused Deployment, then patch its pod template."""
-    t = ctx.require_target("Deployment")
+    """Refuse a paused Deployment, then patch the pod template."""
+    t = ctx.require_target("Deployment", "StatefulSet")
+    sts = t.kind == "StatefulSet"
     try:
-        dep = await ctx.kube.read_deployment(t.namespace, t.name)
+        if sts:
+            dep = await ctx.kube.read_statefulset(t.namespace, t.name)
+        else:
+            dep = await ctx.kube.read_deployment(t.namespace, t.name)
     except KubeError as exc:
         raise StepFailed.from_kube(exc, f"reading {t.key}") from None
     if dep is not None and (dep.get("spec") or {}).get("paused"):
@@ -43,7 +48,10 @@ async def run(ctx: StepContext, params: Params) -> StepResult:
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     body = restart_patch(stamp)
     try:
-        patched = await ctx.kube.patch_deployment(t.namespace, t.name, body)
+        if sts:
+            patched = await ctx.kube.patch_statefulset(t.namespace, t.name, body)
+        else:
+            patched = await ctx.kube.patch_deployment(t.namespace, t.name, body)
     except KubeError as exc:
         raise StepFailed.from_kube(exc, f"restarting {t.key}") from None
     if patched is None:
@@ -56,7 +64,7 @@ ACTION = ActionType(
     "rollout_restart",
     Params,
     run,
-    "restart a Deployment's pods like `kubectl rollout restart`",
-    target_kinds=frozenset({"Deployment"}),
+    "restart a Deployment's or StatefulSet's pods like `kubectl rollout restart`",
+    target_kinds=frozenset({"Deployment", "StatefulSet"}),
     mutating=True,
 )

@@ -1,21 +1,35 @@
-"""``scale``: set a Deployment's replicas to N, by +N, or by a factor — always within a ceiling.
+"""``scale``: set a Deployment's or StatefulSet's replicas to N, by +N, or by a factor — always within a ceiling.
 
 ``max_replicas`` is required; ``min_replicas`` defaults to 1 (scaling to zero must be written down).
 The new count is computed once from the replicas read at the start of the step and clamped to
 ``[min_replicas, max_replicas]``; a retried patch sends the same count, so a retry never adds twice.
-A step that scales up never scales down (and the reverse): a Deployment already at or above the
+A step that scales up never scales down (and the reverse): a target already at or above the
 ceiling is left alone.
+
+When a HorizontalPodAutoscaler owns the target's replica count (its ``scaleTargetRef`` names the
+target), patching the ``scale`` subresource would be undone by the HPA at its next sync. The step
+then raises the HPA's ``minReplicas`` to the new count instead (never past the step's
+``max_replicas``, nor past the HPA's own ``maxReplicas``), so the HPA itself scales up and keeps
+at least that many. It never lowers ``minReplicas``: a scale down is left to the HPA. The raised
+floor stays until someone lowers it; the step's summary says so.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from alert_router.errors import FailureReason
-from alert_router.remediation.actions.base import ActionParams, ActionType, StepContext, StepFailed, StepResult
+from alert_router.remediation.actions.base import (
+    ActionParams,
+    ActionType,
+    StepContext,
+    StepFailed,
+    StepResult,
+    Target,
+)
 from alert_router.remediation.kube import KubeError
 
 
@@ -86,22 +100,81 @@ class Params(ActionParams):
         return f"{how} within [{self.min_replicas}, {self.ceiling}]"
 
 
-async def run(ctx: StepContext, params: Params) -> StepResult:
-    """Read the current replicas, compute the clamped count, patch the scale subresource."""
-    t = ctx.require_target("Deployment")
+async def _read_scale(ctx: StepContext, t: Target) -> dict[str, Any] | None:
+    if t.kind == "StatefulSet":
+        return await ctx.kube.read_statefulset_scale(t.namespace, t.name)
+    return await ctx.kube.read_scale(t.namespace, t.name)
+
+
+async def _patch_scale(ctx: StepContext, t: Target, replicas: int | str) -> dict[str, Any] | None:
+    body = {"spec": {"replicas": replicas}}
+    if t.kind == "StatefulSet":
+        return await ctx.kube.patch_statefulset_scale(t.namespace, t.name, body)
+    return await ctx.kube.patch_scale(t.namespace, t.name, body)
+
+
+def owning_hpa(listed: dict[str, Any] | None, t: Target) -> dict[str, Any] | None:
+    """The HorizontalPodAutoscaler whose ``scaleTargetRef`` is ``t``, if any."""
+    for hpa in (listed or {}).get("items") or []:
+        ref = (hpa.get("spec") or {}).get("scaleTargetRef") or {}
+        if ref.get("kind") == t.kind and ref.get("name") == t.name:
+            return dict(hpa)
+    return None
+
+
+async def _raise_hpa_floor(
+    ctx: StepContext, params: Params, t: Target, hpa: dict[str, Any], current: int, desired: int
+) -> StepResult:
+    """Scale through the HPA: raise its ``minReplicas`` (see the module docstring)."""
+    spec = hpa.get("spec") or {}
+    name = str((hpa.get("metadata") or {}).get("name", ""))
+    floor, roof = int(spec.get("minReplicas", 1)), int(spec.get("maxReplicas", 1))
+    wanted = min(params.clamp(desired), roof)
+    result: dict[str, Any] = {"from": current, "desired": desired, "max_replicas": params.ceiling,
+                              "min_replicas": params.min_replicas, "hpa": name, "hpa_min_replicas": floor,
+                              "hpa_max_replicas": roof}
+    where = f"HorizontalPodAutoscaler {name} owns the replica count of {t.key}"
+    if params.direction < 0 or wanted <= floor:
+        why = ("a scale down is left to the HPA" if params.direction < 0 or wanted < current
+               else f"its minReplicas is already {floor}")
+        return StepResult(f"{t.key} left at {current} replicas: {where}; {why}",
+                          {**result, "to": current, "changed": False})
     try:
-        scale = await ctx.kube.read_scale(t.namespace, t.name)
+        patched = await ctx.kube.patch_hpa(t.namespace, name, {"spec": {"minReplicas": wanted}})
+    except KubeError as exc:
+        raise StepFailed.from_kube(exc, f"raising the minReplicas of HorizontalPodAutoscaler {name}") from None
+    capped = f" (capped by the HPA's maxReplicas {roof})" if wanted < params.clamp(desired) else ""
+    result.update(to=wanted, hpa_min_replicas_new=wanted)
+    verb = "would raise" if patched is None else "raised"
+    return StepResult(
+        f"{verb} minReplicas of HorizontalPodAutoscaler {name} from {floor} to {wanted}{capped}: {where}, which "
+        f"scales it from {current}; the new floor stays until someone lowers it",
+        {**result, "changed": patched is not None},
+    )
+
+
+async def run(ctx: StepContext, params: Params) -> StepResult:
+    """Read the current replicas, compute the clamped count, patch the scale subresource (or the HPA)."""
+    t = ctx.require_target("Deployment", "StatefulSet")
+    try:
+        scale = await _read_scale(ctx, t)
     except KubeError as exc:
         raise StepFailed.from_kube(exc, f"reading the scale of {t.key}") from None
+    try:  # not knowing whether an HPA owns the count is a reason to stop, not to fight one blindly
+        hpa = owning_hpa(await ctx.kube.list_hpas(t.namespace), t)
+    except KubeError as exc:
+        raise StepFailed.from_kube(exc, f"looking for a HorizontalPodAutoscaler of {t.key}") from None
     if scale is None:  # a dry run without a cluster: the count depends on state we cannot read
         if params.replicas is None:
             placeholder = f"<current replicas {params.describe()}>"
-            await ctx.kube.patch_scale(t.namespace, t.name, {"spec": {"replicas": placeholder}})
+            await _patch_scale(ctx, t, placeholder)
             return StepResult(f"would scale {t.key} {params.describe()}", {"replicas": placeholder})
         target = params.clamp(params.replicas)
-        await ctx.kube.patch_scale(t.namespace, t.name, {"spec": {"replicas": target}})
+        await _patch_scale(ctx, t, target)
         return StepResult(f"would scale {t.key} to {target}", {"replicas": target})
     current = int((scale.get("spec") or {}).get("replicas", 0))
+    if hpa is not None:
+        return await _raise_hpa_floor(ctx, params, t, hpa, current, params.desired(current))
     desired = params.desired(current)
     target = params.clamp(desired)
     result = {"from": current, "desired": desired, "to": target, "max_replicas": params.ceiling,
@@ -117,7 +190,7 @@ async def run(ctx: StepContext, params: Params) -> StepResult:
     if target > params.ceiling:  # pragma: no cover - clamp() makes this impossible; kept as the last line of defence
         raise StepFailed(FailureReason.INVALID, f"refusing to scale {t.key} above {params.ceiling}")
     try:
-        patched = await ctx.kube.patch_scale(t.namespace, t.name, {"spec": {"replicas": target}})
+        patched = await _patch_scale(ctx, t, target)
     except KubeError as exc:
         raise StepFailed.from_kube(exc, f"scaling {t.key}") from None
     clamped = f" (clamped from {desired})" if desired != target else ""
@@ -130,7 +203,8 @@ ACTION = ActionType(
     "scale",
     Params,
     run,
-    "set a Deployment's replicas (to N, by +N or by a factor), clamped to max_replicas/min_replicas",
-    target_kinds=frozenset({"Deployment"}),
+    "set a Deployment's or StatefulSet's replicas (to N, by +N or by a factor), clamped to "
+    "max_replicas/min_replicas; through its HorizontalPodAutoscaler's minReplicas when one owns the count",
+    target_kinds=frozenset({"Deployment", "StatefulSet"}),
     mutating=True,
 )

@@ -1,9 +1,12 @@
-"""``wait_rollout``: wait until a Deployment's rollout is complete, by ``kubectl rollout status``'s rule.
+"""``wait_rollout``: wait until a rollout is complete, by ``kubectl rollout status``'s rule.
 
-Done when ``status.observedGeneration >= metadata.generation`` and ``updatedReplicas`` equals
-``spec.replicas``, ``replicas`` equals ``updatedReplicas`` and ``availableReplicas`` equals
-``updatedReplicas``. Failed at once when the Progressing condition has reason
-``ProgressDeadlineExceeded``; failed when ``timeout`` passes first. A dry run does not wait.
+A Deployment is done when ``status.observedGeneration >= metadata.generation`` and
+``updatedReplicas`` equals ``spec.replicas``, ``replicas`` equals ``updatedReplicas`` and
+``availableReplicas`` equals ``updatedReplicas``; failed at once when the Progressing condition has
+reason ``ProgressDeadlineExceeded``. A StatefulSet (``RollingUpdate`` strategy only) is done when
+its generation is observed, ``readyReplicas`` reaches ``spec.replicas`` and ``updatedReplicas``
+reaches ``spec.replicas`` minus the partition. Failed when ``timeout`` passes first. A dry run does
+not wait.
 """
 
 from __future__ import annotations
@@ -47,21 +50,54 @@ def rollout_status(dep: dict[str, Any]) -> tuple[bool, str]:
     return True, f"deployment {name!r} successfully rolled out ({available} available)"
 
 
+def statefulset_status(sts: dict[str, Any]) -> tuple[bool, str]:
+    """``(done, message)`` for a StatefulSet, as kubectl's ``StatefulSetStatusViewer``."""
+    meta, spec, status = sts.get("metadata") or {}, sts.get("spec") or {}, sts.get("status") or {}
+    name = meta.get("name", "?")
+    strategy = spec.get("updateStrategy") or {}
+    if strategy.get("type", "RollingUpdate") != "RollingUpdate":
+        raise StepFailed(FailureReason.INVALID, f"statefulset {name!r}: rollout status is only available for the "
+                         f"RollingUpdate strategy type (it uses {strategy.get('type')})")
+    observed = int(status.get("observedGeneration", 0))
+    if observed == 0 or int(meta.get("generation", 0)) > observed:
+        return False, "waiting for the statefulset spec update to be observed"
+    desired = int(spec.get("replicas", 1))
+    ready = int(status.get("readyReplicas", 0))
+    if ready < desired:
+        return False, f"waiting for {desired - ready} pods to be ready"
+    updated = int(status.get("updatedReplicas", 0))
+    rolling = strategy.get("rollingUpdate")
+    if rolling is not None:  # the API server defaults it (partition 0), so this is the usual path
+        target = desired - int(rolling.get("partition", 0) or 0)
+        if updated < target:
+            return False, f"{updated} out of {target} new pods have been updated"
+        return True, f"statefulset {name!r} rolled out ({updated} pods updated)"
+    if status.get("updateRevision") != status.get("currentRevision"):
+        return False, (f"waiting for the rolling update to complete {updated} pods at revision "
+                       f"{status.get('updateRevision')}")
+    return True, (f"statefulset {name!r} rolling update complete ({status.get('currentReplicas', 0)} pods at "
+                  f"revision {status.get('currentRevision')})")
+
+
 async def run(ctx: StepContext, params: Params) -> StepResult:
-    """Poll the Deployment until the rollout completes, fails or the step times out."""
-    t = ctx.require_target("Deployment")
+    """Poll the Deployment or StatefulSet until the rollout completes, fails or the step times out."""
+    t = ctx.require_target("Deployment", "StatefulSet")
+    sts = t.kind == "StatefulSet"
     if ctx.dry_run:
         return StepResult(f"would wait up to {format_duration(ctx.remaining())} for the rollout of {t.key}")
     polls = 0
     message = "not read yet"
     while True:
         try:
-            dep = await ctx.kube.read_deployment(t.namespace, t.name)
+            if sts:
+                obj = await ctx.kube.read_statefulset(t.namespace, t.name)
+            else:
+                obj = await ctx.kube.read_deployment(t.namespace, t.name)
         except KubeError as exc:
             raise StepFailed.from_kube(exc, f"reading {t.key}") from None
         polls += 1
         del ctx.kube.calls[1:-1]  # keep the first and the latest read: the polls between say nothing more
-        done, message = rollout_status(dep or {})
+        done, message = statefulset_status(obj or {}) if sts else rollout_status(obj or {})
         if done:
             return StepResult(message, {"polls": polls})
         if ctx.remaining() <= ctx.poll_interval / 2:
@@ -74,7 +110,7 @@ ACTION = ActionType(
     "wait_rollout",
     Params,
     run,
-    "wait for a Deployment's rollout to complete (kubectl rollout status)",
-    target_kinds=frozenset({"Deployment"}),
+    "wait for a Deployment's or StatefulSet's rollout to complete (kubectl rollout status)",
+    target_kinds=frozenset({"Deployment", "StatefulSet"}),
     waits=True,
 )

@@ -181,4 +181,36 @@ MIGRATIONS: list[Migration] = [
         CREATE INDEX outbox_notify_group ON outbox (group_key text_pattern_ops, dest, id) WHERE kind = 'notify';
         """,
     ),
+    Migration(
+        4,
+        "chat requests already seen (Slack signatures, Telegram update ids), kept for their replay window",
+        """
+        CREATE TABLE seen_requests (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL,
+            seen_at DOUBLE PRECISION NOT NULL,
+            keep_until DOUBLE PRECISION NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE INDEX seen_requests_expiry ON seen_requests (keep_until);
+        """,
+    ),
+    Migration(
+        5,
+        "replica heartbeats (failover in seconds) and the dead-man's switch",
+        """
+        CREATE TABLE replicas (
+            owner TEXT PRIMARY KEY,
+            started_at DOUBLE PRECISION NOT NULL,
+            heartbeat_at DOUBLE PRECISION NOT NULL
+        );
+        CREATE TABLE deadman (
+            name TEXT PRIMARY KEY,
+            last_seen DOUBLE PRECISION NOT NULL,
+            status TEXT NOT NULL,
+            changed_at DOUBLE PRECISION NOT NULL,
+            fired_at DOUBLE PRECISION
+        );
+        """,
+    ),
 ]

@@ -122,21 +122,30 @@ render runs it.
 {{- end -}}
 
 {{/*
-The RBAC rules the runbook actions need, and nothing more: the requests KubeSession
-(alert_router/remediation/kube.py) makes for the actions in alert_router/remediation/actions/.
-  rollout_restart: deployments get, patch      wait_rollout: deployments get
-  scale: deployments/scale get, patch          delete_pod: pods list (no get: it selects by name), delete
+The RBAC rules the runbook actions and the evidence need, and nothing more: the requests KubeSession
+(alert_router/remediation/kube.py) makes for the actions in alert_router/remediation/actions/ and for
+alert_router/remediation/evidence.py (gathered before a run changes anything, and by the kubernetes enrichment).
+  rollout_restart: deployments/statefulsets get, patch       wait_rollout: deployments/statefulsets get
+  rollout_undo: deployments get, patch; replicasets list     delete_pod: pods list (no get: it selects by name), delete
+  scale: deployments/scale, statefulsets/scale get, patch; horizontalpodautoscalers list, patch (raise minReplicas)
   create_job_from_cronjob: cronjobs get, jobs create, get
-tests/deploy/test_helm.py derives this table from the code, so an action that makes another request fails the
-tests until it is granted here.
+  evidence: deployments, statefulsets get; replicasets, pods, events, horizontalpodautoscalers list; pods/log get
+tests/deploy/test_helm.py derives this table from the code, so an action or the evidence making another request
+fails the tests until it is granted here.
 */}}
 {{- define "alert-router.rbacRules" -}}
 - apiGroups: ["apps"]
-  resources: ["deployments"]
+  resources: ["deployments", "statefulsets"]
   verbs: ["get", "patch"]
 - apiGroups: ["apps"]
-  resources: ["deployments/scale"]
+  resources: ["deployments/scale", "statefulsets/scale"]
   verbs: ["get", "patch"]
+- apiGroups: ["apps"]
+  resources: ["replicasets"]
+  verbs: ["list"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["list", "patch"]
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
   verbs: ["get"]
@@ -146,4 +155,10 @@ tests until it is granted here.
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list", "delete"]
+- apiGroups: [""]
+  resources: ["pods/log"]
+  verbs: ["get"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["list"]
 {{- end -}}
