@@ -8,13 +8,15 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from typing import Any
 
 import structlog
 from aiohttp import web
 
 from alert_router.api.errors import error_middleware
+from alert_router.api.graphs import GRAPHS_SERVICE
+from alert_router.api.graphs import add_routes as add_graph_routes
 from alert_router.api.health import healthz, metrics, readyz
 from alert_router.api.runs import add_routes as add_runs_routes
 from alert_router.api.webhook import webhook
@@ -27,8 +29,10 @@ from alert_router.config import Config
 from alert_router.deadman import DeadmanSwitch
 from alert_router.enrich.stage import EnrichmentStage
 from alert_router.errors import StoreInUse, StoreUnavailable
+from alert_router.graph.stage import GraphStage
 from alert_router.heartbeat import Heartbeat
 from alert_router.metrics import Metrics
+from alert_router.models import Notification
 from alert_router.pipeline.deliver import Deliverer
 from alert_router.pipeline.ingest import Ingestor
 from alert_router.remediation.worker import build_worker as build_runbook_worker
@@ -75,6 +79,19 @@ async def _open_store(store: Store) -> None:
             delay = min(delay * 2, 10)
 
 
+def alongside(*stages: Callable[[Notification], Awaitable[None]]) -> Callable[[Notification], Awaitable[None]] | None:
+    """One hook running ``stages`` on a notification at the same time (each is bounded and never raises)."""
+    if not stages:
+        return None
+    if len(stages) == 1:
+        return stages[0]
+
+    async def run(notification: Notification) -> None:
+        await asyncio.gather(*(stage(notification) for stage in stages))
+
+    return run
+
+
 WorkerFactory = Callable[[Runtime], Coroutine[Any, Any, None]]
 
 
@@ -100,8 +117,11 @@ def build_app(
         ingestor.wake_runbooks = runbooks.wake
         enricher = EnrichmentStage(config, rt.metrics)
         enricher.prepare()
-        deliverer.enrich = enricher if enricher.active else None
+        grapher = GraphStage(config, rt.metrics)  # pictures of the alerts' metrics, beside the log lines
+        await grapher.start()
+        deliverer.enrich = alongside(*(s for s in (enricher, grapher) if s.active))
         rt.services["enricher"] = enricher
+        rt.services[GRAPHS_SERVICE] = grapher
         chat = start_chat(rt, deliverer)  # after the enricher: it wraps deliverer.enrich to show acks
         deadman = DeadmanSwitch(config.settings.deadman, rt.store, rt.metrics,
                                 external_url=config.settings.links.alertmanager_url, wake_delivery=deliverer.wake)
@@ -153,6 +173,8 @@ def build_app(
                     await ch.aclose()
             with contextlib.suppress(Exception):
                 await enricher.aclose()
+            with contextlib.suppress(Exception):
+                await grapher.aclose()
             await rt.store.close()
 
     app.cleanup_ctx.append(lifecycle)
@@ -161,5 +183,6 @@ def build_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
     add_runs_routes(app)
+    add_graph_routes(app)
     add_chat_routes(app)
     return app

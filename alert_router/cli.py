@@ -1,4 +1,4 @@
-"""The ``alert-router`` command line: ``serve``, ``check``, ``route-test``, ``runbook test`` and the rest.
+"""The ``alert-router`` command line: ``serve``, ``check``, ``route-test``, ``graph``, ``runbook test`` and the rest.
 
 Thin on purpose: it parses arguments and calls into the package.
 """
@@ -148,6 +148,41 @@ def cmd_route_test(args: argparse.Namespace) -> int:
     return 0
 
 
+def _labels(items: Sequence[str]) -> dict[str, str] | None:
+    """``LABEL=VALUE`` arguments as a dict; ``None`` (after saying why) for a malformed one."""
+    labels: dict[str, str] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            print(f"error: labels are LABEL=VALUE, got {item!r}", file=sys.stderr)
+            return None
+        labels[name] = value
+    return labels
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """Draw the picture a page for an alert with these labels would carry, into ``--out``."""
+    from alert_router.graph.command import graph_command
+
+    labels = _labels(args.labels)
+    if labels is None:
+        return 2
+    config = _load_or_report(args)
+    if config is None:
+        return 1
+    return graph_command(
+        config,
+        labels,
+        out=args.out,
+        expr=args.expr,
+        generator_url=args.generator_url,
+        rules_file=args.rules_file,
+        prometheus=args.prometheus,
+        range_=args.range,
+        since=args.since,
+    )
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     """List runbook runs (newest first)."""
     from alert_router.remediation.commands import config_or_exit, runs_command
@@ -246,6 +281,19 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("labels", nargs="*", metavar="LABEL=VALUE")
     p.set_defaults(func=cmd_route_test)
+
+    p = sub.add_parser("graph", help="draw the picture a page for an alert with these labels would carry")
+    common(p)
+    p.add_argument("labels", nargs="*", metavar="LABEL=VALUE")
+    p.add_argument("--out", required=True, metavar="FILE.png", help="where to write the PNG")
+    p.add_argument("--expr", help="the alert's expression (default: the rule's graph.query)")
+    p.add_argument("--generator-url", help="take the expression from a Prometheus generatorURL (g0.expr)")
+    p.add_argument("--rules-file", help="take the expression of the alert named by alertname= from this "
+                   "Prometheus rule file (e.g. rules/prometheus/model-monitoring.yml)")
+    p.add_argument("--prometheus", help="query this Prometheus URL instead of graph.prometheus.url")
+    p.add_argument("--range", help="the time range drawn (default graph.range, 1h)")
+    p.add_argument("--since", default="15m", help="how long the alert has been firing (shaded; default 15m)")
+    p.set_defaults(func=cmd_graph)
 
     p = sub.add_parser("runs", help="list runbook runs (pending approvals, outcomes)")
     common(p)

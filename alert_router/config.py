@@ -21,6 +21,7 @@ from alert_router.deadman import DeadmanConfig
 from alert_router.durations import Duration
 from alert_router.enrich.settings import EnrichSettings
 from alert_router.errors import ConfigError, MatcherError, Problem
+from alert_router.graph.settings import GraphSettings
 from alert_router.heartbeat import FailoverConfig
 from alert_router.matchers import Matcher, parse_matcher_list
 from alert_router.pipeline.throttle import StormConfig
@@ -134,6 +135,7 @@ class Settings(ConfigModel):
     deadman: DeadmanConfig = DeadmanConfig()  # page when Alertmanager's Watchdog stops arriving (docs/deploy.md)
     links: LinksConfig = LinksConfig()
     enrich: EnrichSettings = EnrichSettings()
+    graph: GraphSettings = GraphSettings()  # a picture of the alert's metric in each page (docs/channels.md)
     log: LogConfig = LogConfig()
     dry_run: bool = True
     kubernetes: KubernetesConfig = KubernetesConfig()
@@ -189,6 +191,7 @@ class RuleModel(ConfigModel):
     runbooks: list[str] = Field(default_factory=list)
     continue_: bool = Field(default=False, alias="continue")
     enrich: EnrichSettings | None = None  # merged over the global `enrich:` (docs/enrichment.md)
+    graph: GraphSettings | None = None  # merged over the global `graph:`; `graph: null` turns pictures off
     escalate: EscalatePolicy | None = None  # unacked firing alerts go on to more receivers (docs/chat.md)
 
     @field_validator("match")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ssl
 import uuid
+from collections.abc import Mapping, Sequence
 from email.message import EmailMessage
 from email.utils import formatdate
 from typing import Any, Literal, Self
@@ -28,9 +29,10 @@ from alert_router.channels.base import ChannelContext, ChannelError, ChannelType
 from alert_router.configbase import ConfigModel, secret
 from alert_router.durations import Duration
 from alert_router.errors import FailureReason
+from alert_router.graph.files import load_pictures, new_pictures
 from alert_router.models import Notification
 from alert_router.render import defaults
-from alert_router.render.context import build_context
+from alert_router.render.context import build_context, graph_cid
 from alert_router.render.escape import clip, oneline
 from alert_router.render.support import (
     links_option,
@@ -165,8 +167,17 @@ class EmailChannel:
         """The domain used in Message-IDs (the sender's)."""
         return self.cfg.from_.rpartition("@")[2].strip("> ") or "alert-router.local"
 
-    def build_message(self, notification: Notification, previous: MessageRef | None) -> tuple[EmailMessage, str]:
-        """Render the mail for ``notification`` (threaded onto ``previous``); return it and its Message-ID."""
+    def build_message(
+        self,
+        notification: Notification,
+        previous: MessageRef | None,
+        pictures: Sequence[tuple[Mapping[str, Any], bytes]] = (),
+    ) -> tuple[EmailMessage, str]:
+        """Render the mail for ``notification`` (threaded onto ``previous``); return it and its Message-ID.
+
+        ``pictures`` (entry, PNG) go inline in the HTML part (``multipart/related``), each under the
+        ``Content-ID`` the template's ``cid:`` links name.
+        """
         ctx = build_context(notification, links=self.links)
         errors: list[str] = []
         subject = clip(oneline(self.subject.render(ctx, errors)), SUBJECT_LIMIT) or "alert-router notification"
@@ -192,11 +203,19 @@ class EmailChannel:
         msg["User-Agent"] = f"alert-router/{__version__}"
         msg.set_content(text)
         msg.add_alternative(html, subtype="html")
+        html_part = msg.get_body(preferencelist=("html",)) if pictures else None
+        if html_part is not None:
+            for g, png in pictures:
+                html_part.add_related(
+                    png, maintype="image", subtype="png", cid=f"<{graph_cid(str(g['id']))}>",
+                    filename=f"graph-{g['id']}.png", disposition="inline",
+                )
         return msg, message_id
 
     async def send(self, notification: Notification, previous: MessageRef | None) -> MessageRef | None:
         """Send one mail; return the thread reference (the first Message-ID, the last one, the chain)."""
-        msg, message_id = self.build_message(notification, previous)
+        pictures = await load_pictures(new_pictures(notification.extra, None))
+        msg, message_id = self.build_message(notification, previous, pictures)
         cfg = self.cfg
         password = secret(cfg.password)
         kwargs: dict[str, Any] = {

@@ -15,14 +15,16 @@ import asyncio
 from typing import Any, Self
 
 import aiohttp
+import structlog
 from pydantic import SecretStr, ValidationInfo, field_validator, model_validator
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackRequestError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from alert_router.channels.base import ChannelContext, ChannelError, ChannelType, MessageRef, RateLimit
 from alert_router.configbase import ConfigModel, secret
 from alert_router.durations import Duration
 from alert_router.errors import FailureReason
+from alert_router.graph.files import load_pictures, new_pictures, posted_keys
 from alert_router.models import Notification
 from alert_router.render import defaults
 from alert_router.render.context import build_context
@@ -47,6 +49,7 @@ INVALID_ERRORS = frozenset(
      "invalid_arguments", "invalid_form_data", "invalid_json", "json_not_object", "invalid_attachments"}
 )
 SERVER_ERRORS = frozenset({"fatal_error", "internal_error", "service_unavailable", "request_timeout"})
+log = structlog.get_logger("alert_router.channels.slack")
 JITTER_MARGIN = 1.05
 """Default rates are this much under the published ones: time to render and send varies per message."""
 GONE_ERRORS = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
@@ -156,7 +159,43 @@ class SlackChannel:
         ctx, blocks, _cut = fit(len(notification.alerts), attempt, lambda r: not r[2] and len(r[1]) <= MAX_BLOCKS)
         return fallback_text(ctx), blocks, errors
 
+    def extra_messages(self, notification: Notification, previous: MessageRef | None) -> int:
+        """Messages a send posts besides the group's own: one thread reply carrying the new pictures, if any."""
+        return 1 if new_pictures(notification.extra, previous) else 0
+
     async def send(self, notification: Notification, previous: MessageRef | None) -> MessageRef | None:
+        """Post or update the group's message, then upload its new pictures into the message's thread.
+
+        A picture that cannot be uploaded does not fail the send (the message is out): it is logged, and
+        ``extra["graph_delivery"]`` says why.
+        """
+        ref = await self._send_text(notification, previous)
+        if not ref or not ref.get("ts"):
+            return ref
+        same = previous is not None and previous.get("ts") == ref.get("ts")
+        pictures = await load_pictures(new_pictures(notification.extra, previous if same else None))
+        added: list[Any] = []
+        if pictures:
+            try:
+                await self._get_client().files_upload_v2(
+                    file_uploads=[
+                        {"content": png, "filename": f"graph-{g['id']}.png", "title": str(g.get("title", ""))[:250],
+                         "alt_txt": str(g.get("alt", ""))[:1000]}
+                        for g, png in pictures
+                    ],
+                    channel=str(ref["channel"]),
+                    thread_ts=str(ref["ts"]),
+                )
+                added = [g for g, _ in pictures]
+            except (SlackApiError, SlackRequestError, aiohttp.ClientError, OSError) as exc:
+                error = map_slack_error(exc) if isinstance(exc, SlackApiError) else exc
+                why = redact(f"slack: picture not uploaded: {error}", [secret(self.cfg.token)])
+                notification.extra["graph_delivery"] = why
+                log.warning("picture not uploaded; the message went without it", receiver=self.receiver, error=why)
+        keys = posted_keys(previous, same, added)
+        return {**ref, "graphs": keys} if keys else ref
+
+    async def _send_text(self, notification: Notification, previous: MessageRef | None) -> MessageRef | None:
         """Post the group's message, or update it when ``previous`` refers to a message still in use."""
         client = self._get_client()
         text, blocks, errors = self.render(notification)

@@ -14,13 +14,15 @@ token with ``getMe``) and shut down by :meth:`TelegramChannel.aclose`.
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 import warnings
 from datetime import timedelta
 from typing import Any, Literal, Self
 
+import structlog
 from pydantic import SecretStr, ValidationInfo, field_validator, model_validator
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions, ReplyParameters
 from telegram.constants import ParseMode
 from telegram.error import (
     BadRequest,
@@ -38,6 +40,7 @@ from alert_router.channels.base import ChannelContext, ChannelError, ChannelType
 from alert_router.configbase import ConfigModel, secret
 from alert_router.durations import Duration
 from alert_router.errors import FailureReason
+from alert_router.graph.files import load_pictures, new_pictures, posted_keys
 from alert_router.models import Notification
 from alert_router.render import defaults
 from alert_router.render.actions import message_actions, pending_approvals
@@ -52,6 +55,7 @@ from alert_router.render.support import (
 from alert_router.render.telegram_html import TELEGRAM_LIMIT, split_html, trim_html, visible_length
 from alert_router.render.templates import Template, fit
 
+log = structlog.get_logger("alert_router.channels.telegram")
 NOT_MODIFIED = "message is not modified"
 JITTER_MARGIN = 1.05
 """Default rates are this much under the published ones: time to render and send varies per message."""
@@ -244,7 +248,48 @@ class TelegramChannel:
             raise
         return True
 
+    def extra_messages(self, notification: Notification, previous: MessageRef | None) -> int:
+        """Messages a send posts besides the group's own: one photo per new picture."""
+        return len(new_pictures(notification.extra, previous))
+
     async def send(self, notification: Notification, previous: MessageRef | None) -> MessageRef | None:
+        """Send or edit the group's message, then reply to it with each new picture (``sendPhoto``).
+
+        A photo that cannot be sent does not fail the send (the message is out): it is logged, and
+        ``extra["graph_delivery"]`` says why.
+        """
+        ref = await self._send_text(notification, previous)
+        if not ref or not ref.get("message_id"):
+            return ref
+        same = previous is not None and previous.get("message_id") == ref.get("message_id")
+        pictures = await load_pictures(new_pictures(notification.extra, previous if same else None))
+        added: list[Any] = []
+        for g, png in pictures:
+            describe = str(g.get("describe") or "")
+            caption = f"📈 <b>{html.escape(str(g.get('title', ''))[:300])}</b>" + (
+                f"\nfires {html.escape(describe[:200])}" if describe else ""
+            )
+            try:
+                bot = await self._get_bot()
+                await bot.send_photo(
+                    chat_id=self.chat_id,
+                    photo=png,
+                    filename=f"graph-{g['id']}.png",
+                    caption=caption,
+                    parse_mode=ParseMode.HTML,
+                    reply_parameters=ReplyParameters(int(ref["message_id"]), allow_sending_without_reply=True),
+                    message_thread_id=self.cfg.message_thread_id,
+                )
+            except (TelegramError, ChannelError) as exc:
+                why = redact(f"telegram: picture not sent: {exc}", self._secrets())
+                notification.extra["graph_delivery"] = why
+                log.warning("picture not sent; the message went without it", receiver=self.receiver, error=why)
+                break
+            added.append(g)
+        keys = posted_keys(previous, same, added)
+        return {**ref, "graphs": keys} if keys else ref
+
+    async def _send_text(self, notification: Notification, previous: MessageRef | None) -> MessageRef | None:
         """Send the group's message, or edit it when ``previous`` refers to a message still in use."""
         parts, keyboard, errors = self.render(notification)
         report_template_errors(notification, errors)

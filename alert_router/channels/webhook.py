@@ -96,6 +96,9 @@ def default_body(context: dict[str, Any]) -> dict[str, Any]:
         "logs": context["logs"],
         "kubernetes": context["kubernetes"],
         "runbook_runs": context["runbook_runs"],
+        "graphs": [
+            {k: g[k] for k in ("status", "reason", "url", "title", "describe", "query")} for g in context["graphs"]
+        ],
         "digest": context["digest"],
         "fallback_from": context["fallback_from"],
     }

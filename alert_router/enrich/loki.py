@@ -21,6 +21,7 @@ import aiohttp
 
 from alert_router import __version__
 from alert_router.errors import AlertRouterError, FailureReason
+from alert_router.httpsource import ssl_context as _ssl_context
 from alert_router.scrub import scrub
 
 __all__ = ["LokiClient", "LokiEntry", "LokiError", "LokiStream"]
@@ -55,16 +56,6 @@ class LokiStream:
 
     labels: dict[str, str]
     entries: tuple[LokiEntry, ...]
-
-
-def _ssl_context(verify: bool, ca_file: str | None, cert_file: str | None, key_file: str | None) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=ca_file or None)
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    if cert_file:
-        ctx.load_cert_chain(cert_file, key_file or None)
-    return ctx
 
 
 def parse_streams(body: Any) -> list[LokiStream]:

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from alert_router.configbase import ConfigModel
-from alert_router.durations import Duration, check_timeout
+from alert_router.durations import Duration
 from alert_router.enrich.kubernetes import KubernetesEnrichSettings
 from alert_router.enrich.logql import DEFAULT_LABEL_MAP, DEFAULT_TEMPLATE, QueryTemplate, TemplateError
+from alert_router.httpsource import BasicAuth, SourceSettings, TLSOptions
 from alert_router.redact import compile_pattern
 
 __all__ = [
@@ -42,35 +43,23 @@ _LABEL = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_LOKI_LIMIT = 5000
 
 
-class LokiBasicAuth(ConfigModel):
-    """Basic credentials for the proxy in front of Loki."""
-
-    username: str = Field(min_length=1, pattern=r"^[^:]+$")
-    password: SecretStr
-
-
-class LokiTLS(ConfigModel):
-    """TLS options for an ``https://`` Loki URL."""
-
-    verify: bool = True
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
+LokiBasicAuth = BasicAuth
+"""Basic credentials for the proxy in front of Loki (the keys every data source shares)."""
+LokiTLS = TLSOptions
+"""TLS options for an ``https://`` Loki URL."""
 
 
-class LokiSettings(ConfigModel):
-    """Where to query Loki and what to ask it for each alert."""
+class LokiSettings(SourceSettings):
+    """Where to query Loki and what to ask it for each alert.
 
-    url: str = ""
+    ``url``, ``tenant``, ``bearer_token``/``basic_auth``, ``tls`` and ``timeout`` are the keys every data
+    source shares (:class:`~alert_router.httpsource.SourceSettings`).
+    """
+
     query: str = DEFAULT_TEMPLATE
     labels: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_LABEL_MAP.items()})
     lookback: Duration = 600.0
     limit: int = Field(default=50, ge=1, le=MAX_LOKI_LIMIT)
-    tenant: str = ""
-    bearer_token: SecretStr | None = None
-    basic_auth: LokiBasicAuth | None = None
-    tls: LokiTLS = LokiTLS()
-    timeout: Duration = 2.0
     max_concurrency: int = Field(default=4, ge=1, le=256)
     cache_ttl: Duration = 30.0
     window_step: Duration = 30.0
@@ -80,22 +69,9 @@ class LokiSettings(ConfigModel):
     pod_labels: list[str] = Field(default_factory=lambda: ["pod", "pod_name"])
 
     @property
-    def enabled(self) -> bool:
-        """Whether a Loki URL is configured."""
-        return bool(self.url)
-
-    @property
     def template(self) -> QueryTemplate:
         """The compiled query template (validated when the configuration was loaded)."""
         return compile_template(self.query)
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, value: str) -> str:
-        value = value.strip()
-        if value and not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", value):
-            raise ValueError(f"url must be http(s)://HOST[:PORT][/PATH], got {value!r} (empty disables Loki)")
-        return value.rstrip("/")
 
     @field_validator("query")
     @classmethod
@@ -118,17 +94,6 @@ class LokiSettings(ConfigModel):
                 if not _LABEL.fullmatch(n):
                     raise ValueError(f"labels: {key}: {n!r} is not a label name")
         return value
-
-    @field_validator("timeout")
-    @classmethod
-    def _timeout(cls, value: float) -> float:
-        return check_timeout(value)
-
-    @model_validator(mode="after")
-    def _one_auth(self) -> LokiSettings:
-        if self.bearer_token is not None and self.basic_auth is not None:
-            raise ValueError("give either bearer_token or basic_auth, not both")
-        return self
 
 
 class RedactSettings(ConfigModel):
@@ -187,12 +152,15 @@ def _merge_data(base: Any, override: Any) -> Any:
     return override
 
 
-def merge(base: EnrichSettings, override: EnrichSettings | None) -> EnrichSettings:
-    """Merge a rule's ``enrich:`` over the global default (only keys the rule wrote count)."""
+Block = TypeVar("Block", bound=ConfigModel)
+
+
+def merge(base: Block, override: ConfigModel | None) -> Block:
+    """Merge a rule's block (``enrich:``, ``graph:``) over the global default (only keys the rule wrote count)."""
     if override is None:
         return base
     merged = _merge_data(base, override)
-    return EnrichSettings.model_validate(_to_plain(merged))
+    return type(base).model_validate(_to_plain(merged))
 
 
 def _to_plain(value: Any) -> Any:

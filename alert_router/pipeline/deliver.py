@@ -87,9 +87,11 @@ class Deliverer:
     ) -> MessageRef | None:
         """One send with the per-attempt timeout; a timeout becomes a retryable :class:`ChannelError`.
 
-        The destination's rate-limit token is taken first (waiting is not a failure; see ``throttle.py``).
+        The destination's rate-limit token is taken first (waiting is not a failure; see ``throttle.py``), one
+        more per picture the channel will post besides the message (``extra_messages``).
         """
-        await self.throttle.acquire(channel)
+        extra = getattr(channel, "extra_messages", None)
+        await self.throttle.acquire(channel, 1 + (extra(notification, previous) if callable(extra) else 0))
         try:
             async with asyncio.timeout(self.config.settings.delivery.attempt_timeout):
                 return await channel.send(notification, previous)

@@ -136,9 +136,9 @@ class TokenBucket:
         tolerance = (self.burst - 1.0) * self.interval
         return max(0.0, self._tat - tolerance - now)
 
-    def reserve_at(self, at: float) -> None:
-        """Book the slot at time ``at`` (which must not be earlier than ``now + delay()``)."""
-        self._tat = max(self._tat, at) + self.interval
+    def reserve_at(self, at: float, tokens: int = 1) -> None:
+        """Book ``tokens`` slots from time ``at`` (which must not be earlier than ``now + delay()``)."""
+        self._tat = max(self._tat, at) + self.interval * tokens
 
     def reserve(self, now: float | None = None) -> float:
         """Book the next slot; return the seconds to wait for it."""
@@ -195,8 +195,11 @@ class Throttle:
         now = self.clock()
         return max((self._bucket(key, limit).delay(now) for key, limit in self.limits(channel)), default=0.0)
 
-    def reserve(self, channel: Channel) -> float:
-        """Book the next slot in every bucket of ``channel``; return the wait, or raise :class:`Deferred`."""
+    def reserve(self, channel: Channel, tokens: int = 1) -> float:
+        """Book the next ``tokens`` slots in every bucket of ``channel``; return the wait, or raise :class:`Deferred`.
+
+        A send that posts a picture besides its message (Slack, Telegram) takes one token per picture more.
+        """
         buckets = [(key, self._bucket(key, limit)) for key, limit in self.limits(channel)]
         if not buckets:
             return 0.0
@@ -206,12 +209,12 @@ class Throttle:
         if wait > self.max_wait:
             raise Deferred(wait, key)
         for _, b in buckets:
-            b.reserve_at(now + wait)
+            b.reserve_at(now + wait, tokens)
         return wait
 
-    async def acquire(self, channel: Channel) -> float:
-        """Wait for a token for ``channel``; return the seconds waited (raise :class:`Deferred` if too long)."""
-        wait = self.reserve(channel)
+    async def acquire(self, channel: Channel, tokens: int = 1) -> float:
+        """Wait for ``tokens`` tokens for ``channel``; return the seconds waited (:class:`Deferred` if too long)."""
+        wait = self.reserve(channel, tokens)
         if wait > 0:
             await self.sleep(wait)
         return wait

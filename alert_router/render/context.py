@@ -7,7 +7,8 @@ other stages are read here and nowhere else:
 * ``extra["enrichment"]`` (logs and links, from the Loki stage),
 * ``extra["runbook_runs"]`` (remediation outcomes),
 * ``extra["acked_by"]`` (``{fingerprint: user}`` from chat commands),
-* ``extra["digest"]`` (set by storm control when several notifications are coalesced).
+* ``extra["digest"]`` (set by storm control when several notifications are coalesced),
+* ``extra["graphs"]`` (pictures of the alerts' metrics, from the graph stage).
 """
 
 from __future__ import annotations
@@ -220,6 +221,34 @@ def _kubernetes(enrichment: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def graph_cid(graph_id: str) -> str:
+    """The ``Content-ID`` (without angle brackets) under which a mail carries picture ``graph_id``."""
+    return f"graph-{graph_id}@alert-router"
+
+
+def _graphs(extra: Mapping[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for g in extra.get("graphs") or []:
+        if not isinstance(g, Mapping):
+            continue
+        ok = g.get("status") == "ok" and bool(g.get("id"))
+        out.append(
+            {
+                "status": "ok" if ok else "unavailable",
+                "reason": None if ok else str(g.get("reason") or "unavailable"),
+                "url": str(g.get("url") or ""),
+                "title": str(g.get("title") or ""),
+                "alt": str(g.get("alt") or "graph"),
+                "describe": str(g.get("describe") or ""),
+                "query": str(g.get("query") or ""),
+                "cid": graph_cid(str(g["id"])) if ok else "",
+                "width": int(g.get("width") or 0),
+                "height": int(g.get("height") or 0),
+            }
+        )
+    return out
+
+
 def _runbook_runs(extra: Mapping[str, Any]) -> list[dict[str, Any]]:
     runs = []
     for run in extra.get("runbook_runs") or []:
@@ -333,6 +362,7 @@ def build_context(
         "logs": _logs(enrichment),
         "kubernetes": _kubernetes(enrichment),
         "runbook_runs": _runbook_runs(extra),
+        "graphs": _graphs(extra),
         "digest": digest_ctx,
         "fallback_from": extra.get("fallback_from"),
         "fallback_reason": extra.get("fallback_reason"),

@@ -58,6 +58,9 @@ _Logs unavailable{% if entry.reason %}: {{ entry.reason|oneline|clip(200) }}{% e
 🔎 {{ k.target|code(120) }}: {{ k.summary|oneline|clip(300) }}
 
 {% endfor %}
+{% for g in graphs if g.status != "ok" %}
+_Graph unavailable: {{ g.reason|oneline|clip(200) }}_
+{% endfor %}
 {% for r in runbook_runs %}
 ⚙️ Runbook {{ r.runbook|code(80) }}{% if r.dry_run %} (dry run){% endif %}: {{ r.status|bold }}{% if r.summary %} — {{ r.summary|oneline|clip(300) }}{% endif %}
 {% if r.evidence %}
@@ -125,6 +128,10 @@ Alertmanager left out {{ truncated_alerts }} more (max_alerts).
 
 🔎 <code>{{ k.target|clip(120) }}</code>: {{ k.summary|oneline|clip(300) }}
 {% endfor %}
+{% for g in graphs if g.status != "ok" %}
+
+<i>Graph unavailable: {{ g.reason|oneline|clip(200) }}</i>
+{% endfor %}
 {% for r in runbook_runs %}
 
 ⚙️ Runbook <code>{{ r.runbook|clip(80) }}</code>{% if r.dry_run %} (dry run){% endif %}: <b>{{ r.status }}</b>{% if r.summary %} — {{ r.summary|oneline|clip(300) }}{% endif %}
@@ -188,6 +195,15 @@ Logs unavailable{% if entry.reason %}: {{ entry.reason }}{% endif %}
 Kubernetes {{ k.target }}: {{ k.summary }}
 
 {% endfor %}
+{% for g in graphs %}
+{% if g.status == "ok" %}
+Graph: {{ g.title }}{% if g.describe %} (fires {{ g.describe }}){% endif %}, in the HTML part{% if g.url %} and at {{ g.url }}{% endif %}
+
+{% else %}
+Graph unavailable: {{ g.reason }}
+
+{% endif %}
+{% endfor %}
 {% for r in runbook_runs %}
 Runbook {{ r.runbook }}{% if r.dry_run %} (dry run){% endif %}: {{ r.status }}{% if r.summary %} - {{ r.summary }}{% endif %}
 
@@ -238,6 +254,13 @@ EMAIL_HTML = """\
 {% endfor %}
 {% for k in kubernetes %}
 <p>🔎 <code>{{ k.target }}</code>: {{ k.summary }}</p>
+{% endfor %}
+{% for g in graphs %}
+{% if g.status == "ok" %}
+<p><img src="cid:{{ g.cid }}" alt="{{ g.alt }}" width="{{ g.width }}" height="{{ g.height }}" style="max-width: 100%; height: auto;"></p>
+{% else %}
+<p><i>Graph unavailable: {{ g.reason }}</i></p>
+{% endif %}
 {% endfor %}
 {% for r in runbook_runs %}
 <p>⚙️ Runbook <code>{{ r.runbook }}</code>{% if r.dry_run %} (dry run){% endif %}: <b>{{ r.status }}</b>{% if r.summary %} — {{ r.summary }}{% endif %}{% if r.evidence %}<br>🔎 Before the run: {{ r.evidence }}{% endif %}</p>

@@ -64,8 +64,15 @@ def read_pins(path: Path) -> dict[str, Pin]:
         assert len(specs) == 1, f"{path.name}: {line!r} is not pinned with =="
         assert specs[0].operator == "==", f"{path.name}: {line!r} is not pinned with =="
         name = canonicalize_name(req.name)
-        assert name not in pins, f"{path.name}: {name} twice"
-        pins[name] = Pin(name, specs[0].version, str(req.marker) if req.marker else None, hashes)
+        pin = Pin(name, specs[0].version, str(req.marker) if req.marker else None, hashes)
+        if name in pins:  # a universal lock forks a package by Python version (numpy 2.5 dropped 3.11): only so
+            other = pins[name]
+            assert pin.marker and other.marker, f"{path.name}: {name} twice"
+            assert not (pin.applies() and other.applies()), f"{path.name}: {name} twice for this interpreter"
+            if not pin.applies():
+                assert pin.hashes, f"{path.name}: {name} ({pin.marker}) has no --hash"
+                continue
+        pins[name] = pin
     return pins
 
 

@@ -18,6 +18,17 @@ What it honours, as Slack documents it (docs.slack.dev/reference/methods):
   ``invalid_blocks_format`` and ``invalid_blocks`` (more than 50 blocks, section text over 3,000
   characters, header text over 150, ...), ``message_not_found`` for ``chat.update`` of an unknown ts.
 * Rate limiting: HTTP 429, a ``Retry-After`` header in whole seconds and ``{"ok":false,"error":"ratelimited"}``.
+* File uploads the way ``files_upload_v2`` does them (docs.slack.dev, files.getUploadURLExternal and
+  files.completeUploadExternal): ``files.getUploadURLExternal`` (``filename`` and ``length`` required,
+  ``length`` 0 → ``missing_argument``, ``alt_txt`` over 1,000 characters → ``alt_txt_too_large``, over
+  ``max_file_bytes`` → ``file_upload_size_restricted``) returns an ``upload_url`` on this stand-in and a
+  ``file_id``; the bytes are POSTed there raw or as a multipart ``file`` field (200 ``OK - <bytes>``; an
+  unknown ticket 404, more bytes than announced 413, fewer 400); ``files.completeUploadExternal`` (``files``
+  a JSON array of ``{id, title}``; an id never uploaded, or completed before, → ``file_not_found``;
+  ``channel_id`` unknown → ``channel_not_found``; ``thread_ts`` that is no message of that channel →
+  ``invalid_arguments``, an assumption: the docs list no specific error) shares the files as one message in the
+  channel or thread (:attr:`SlackStandin.files`, :class:`SlackMessage` ``files``). It counts against the
+  channel's rate like a chat message.
 
 The module also holds the small fault and rate helpers that the Telegram stand-in reuses.
 """
@@ -207,6 +218,8 @@ MAX_BUTTON_TEXT = 75
 MAX_BUTTON_VALUE = 2000
 MAX_ACTION_ID = 255
 MAX_BLOCK_ID = 255
+MAX_FILE_BYTES = 1024**3
+MAX_ALT_TXT = 1000
 KNOWN_BLOCK_TYPES = frozenset(
     {"section", "header", "divider", "context", "actions", "image", "rich_text", "input", "file", "video",
      "markdown"}
@@ -227,6 +240,7 @@ class SlackMessage:
     params: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     edits: int = 0
+    files: list[SlackFile] = field(default_factory=list)
 
     def as_api(self, bot_user: str, bot_id: str, team: str) -> dict[str, Any]:
         """Return the message object the way Slack's API shows it."""
@@ -246,7 +260,33 @@ class SlackMessage:
             message["thread_ts"] = self.thread_ts
         if self.edits:
             message["edited"] = {"user": bot_user, "ts": self.history[-1]["edited_ts"]}
+        if self.files:
+            message["files"] = [f.as_api() for f in self.files]
+            message["upload"] = True
         return message
+
+
+@dataclass
+class SlackFile:
+    """A file announced with ``files.getUploadURLExternal``; ``content`` once uploaded, shared once completed."""
+
+    id: str
+    filename: str
+    length: int
+    alt_txt: str | None
+    ticket: str
+    content: bytes | None = None
+    title: str | None = None
+    completed: bool = False
+    channel: str | None = None
+    thread_ts: str | None = None
+
+    def as_api(self) -> dict[str, Any]:
+        """The file object as Slack's API shows it (the fields this project reads)."""
+        mimetype = "image/png" if (self.content or b"").startswith(b"\x89PNG\r\n\x1a\n") else "application/octet-stream"
+        return {"id": self.id, "name": self.filename, "title": self.title or self.filename, "mimetype": mimetype,
+                "filetype": "png" if mimetype == "image/png" else "binary", "size": len(self.content or b""),
+                "alt_txt": self.alt_txt, "is_external": False}
 
 
 class SlackApiRefusal(Exception):
@@ -295,6 +335,11 @@ class SlackStandin(FaultControls):
         self.accepted_times: dict[str, list[float]] = defaultdict(list)
         """``time.monotonic()`` of every chat request per channel ID that Slack accepted."""
         self.faults = FaultQueue()
+        self.uploads: dict[str, SlackFile] = {}
+        """Every announced file by id, uploaded or not."""
+        self.files: list[SlackFile] = []
+        """Completed (shared) files, in completion order."""
+        self.max_file_bytes = MAX_FILE_BYTES
         self._revoked = False
         self._rate: tuple[float, float] | None = None
         self._buckets: dict[str, TokenBucket] = {}
@@ -316,6 +361,7 @@ class SlackStandin(FaultControls):
         """Bind to an ephemeral loopback port and start answering."""
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
+        app.router.add_post("/upload/v1/{ticket}", self._upload)
         self._runner, self.port = await start_site(app)
         return self
 
@@ -402,7 +448,9 @@ class SlackStandin(FaultControls):
 
         channel_key: str | None = None
         raw_channel = params.get("channel")
-        if method.startswith("chat.") and isinstance(raw_channel, str):
+        if method == "files.completeUploadExternal" and isinstance(params.get("channel_id"), str):
+            raw_channel = params["channel_id"]
+        if (method.startswith("chat.") or method == "files.completeUploadExternal") and isinstance(raw_channel, str):
             channel_key = self.resolve_channel(raw_channel) or raw_channel
             self.request_times[channel_key].append(now)
 
@@ -426,7 +474,7 @@ class SlackStandin(FaultControls):
             self._record(method, params, 200, auth_error, channel_key, now)
             return self._json({"ok": False, "error": auth_error})
 
-        if self._rate is not None and channel_key is not None and method.startswith("chat."):
+        if self._rate is not None and channel_key is not None:
             bucket = self._buckets.get(channel_key)
             if bucket is None:
                 bucket = self._buckets[channel_key] = TokenBucket(*self._rate)
@@ -441,6 +489,8 @@ class SlackStandin(FaultControls):
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "chat.postEphemeral": self._post_ephemeral,
+            "files.getUploadURLExternal": self._get_upload_url,
+            "files.completeUploadExternal": self._complete_upload,
         }.get(method)
         try:
             if handler is None:
@@ -572,6 +622,79 @@ class SlackStandin(FaultControls):
         ts = self._next_ts()
         self.ephemeral[cid].append({**params, "text": text, "blocks": blocks, "message_ts": ts})
         return {"message_ts": ts}
+
+    # -- file uploads (files_upload_v2) ----------------------------------------------------------------
+
+    def _get_upload_url(self, params: dict[str, Any]) -> dict[str, Any]:
+        filename = params.get("filename")
+        raw_length = params.get("length")
+        if not isinstance(filename, str) or not filename or raw_length in (None, ""):
+            raise SlackApiRefusal("invalid_arguments")
+        try:
+            length = int(str(raw_length))
+        except ValueError:
+            raise SlackApiRefusal("invalid_arguments") from None
+        if length <= 0:
+            raise SlackApiRefusal("missing_argument")
+        alt = params.get("alt_txt")
+        if isinstance(alt, str) and len(alt) > MAX_ALT_TXT:
+            raise SlackApiRefusal("alt_txt_too_large")
+        if length > self.max_file_bytes:
+            raise SlackApiRefusal("file_upload_size_restricted")
+        file_id = f"F{len(self.uploads) + 1:010d}"
+        ticket = f"{file_id}-{time.time_ns():x}"
+        self.uploads[file_id] = SlackFile(file_id, filename, length, alt if isinstance(alt, str) else None, ticket)
+        return {"upload_url": f"http://127.0.0.1:{self.port}/upload/v1/{ticket}", "file_id": file_id}
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        ticket = request.match_info["ticket"]
+        file = next((f for f in self.uploads.values() if f.ticket == ticket), None)
+        if file is None:
+            return web.Response(status=404, text="Not Found")
+        if request.content_type == "multipart/form-data":
+            form = await request.post()
+            part = form.get("file") or form.get("filename")
+            data = part.file.read() if hasattr(part, "file") else str(part or "").encode()
+        else:
+            data = await request.read()
+        self.requests.append(RequestRecord("upload", {"ticket": ticket, "bytes": len(data)}, time.monotonic(),
+                                           200, None, None))
+        if len(data) > file.length:
+            return web.Response(status=413, text="Request Entity Too Large")
+        if len(data) < file.length:
+            return web.Response(status=400, text=f"length mismatch: expected {file.length}, got {len(data)}")
+        file.content = data
+        return web.Response(text=f"OK - {len(data)}")
+
+    def _complete_upload(self, params: dict[str, Any]) -> dict[str, Any]:
+        items = self._json_list(params, "files", "invalid_arguments")
+        if not items or not all(isinstance(i.get("id"), str) for i in items):
+            raise SlackApiRefusal("invalid_arguments")
+        found = [self.uploads.get(i["id"]) for i in items]
+        if any(f is None or f.content is None or f.completed for f in found):
+            raise SlackApiRefusal("file_not_found")
+        files = [f for f in found if f is not None]
+        channel = params.get("channel_id") or None
+        thread_ts = params.get("thread_ts") or None
+        cid = None
+        if channel is not None:
+            cid = self.resolve_channel(str(channel))
+            if cid is None:
+                raise SlackApiRefusal("channel_not_found")
+        if thread_ts is not None and (cid is None or not any(m.ts == str(thread_ts) for m in self.messages[cid])):
+            raise SlackApiRefusal("invalid_arguments")
+        for f, item in zip(files, items, strict=True):
+            f.title = str(item.get("title") or f.filename)
+            f.completed = True
+            f.channel, f.thread_ts = cid, None if thread_ts is None else str(thread_ts)
+            self.files.append(f)
+        if cid is not None:
+            comment = params.get("initial_comment")
+            self.messages[cid].append(SlackMessage(
+                channel=cid, ts=self._next_ts(), text=str(comment or ""), blocks=None, thread_ts=f.thread_ts,
+                user=self.bot_user, params=dict(params), files=files,
+            ))
+        return {"files": [{"id": f.id, "title": f.title} for f in files]}
 
 
 def _text_object_errors(obj: Any, pointer: str, max_len: int, plain_only: bool = False) -> list[str]:

@@ -5,11 +5,11 @@ It answers in the Bot API envelope, ``{"ok": true, "result": ...}`` or
 ``{"ok": false, "error_code": 400, "description": "Bad Request: ..."}``, and PTB maps the status codes to its
 exceptions (400 → ``BadRequest``, 401/404 → ``InvalidToken``, 429 + ``parameters.retry_after`` → ``RetryAfter``).
 
-Methods: ``getMe``, ``sendMessage``, ``editMessageText``, ``editMessageReplyMarkup``, ``answerCallbackQuery``,
-``setWebhook``, ``deleteWebhook``, ``getWebhookInfo`` and ``getUpdates`` (returns updates the test injects,
-honours ``offset``, ``limit`` and a capped long-poll ``timeout``). Method names match case-insensitively,
-as the real API does. Parameters may arrive as query string, form fields (what PTB sends; non-string values
-JSON-encoded), multipart or a JSON body.
+Methods: ``getMe``, ``sendMessage``, ``sendPhoto``, ``editMessageText``, ``editMessageReplyMarkup``,
+``answerCallbackQuery``, ``setWebhook``, ``deleteWebhook``, ``getWebhookInfo`` and ``getUpdates`` (returns
+updates the test injects, honours ``offset``, ``limit`` and a capped long-poll ``timeout``). Method names match
+case-insensitively, as the real API does. Parameters may arrive as query string, form fields (what PTB sends;
+non-string values JSON-encoded), multipart or a JSON body.
 
 Validation follows the Bot API and the tdlib HTML parser it uses (td/telegram/MessageEntity.cpp):
 unsupported, unclosed or misnested tags are refused with tdlib's messages; text is 1-4096 characters after
@@ -18,6 +18,16 @@ that change nothing are refused with the real descriptions. One deliberate stric
 ``&`` (or an unknown named entity such as ``&nbsp;``) through as a literal, while the Bot API docs require
 it to be escaped; the stand-in refuses it unless ``strict_entities=False`` so that missing escaping shows
 up in tests.
+
+``sendPhoto`` takes the photo as a multipart upload (what PTB sends for bytes) or a ``file_id`` the stand-in
+handed out; an HTTP URL is refused (the stand-in fetches nothing). As the Bot API documents it: at most
+10 MB (over it ``Bad Request: file is too big``, an assumption: the docs name no error), width plus height
+at most 10,000 and a side ratio of at most 20 (``PHOTO_INVALID_DIMENSIONS``), PNG or JPEG that decodes
+(``IMAGE_PROCESS_FAILED``), a caption of at most 1,024 characters after entity parsing, and
+``reply_parameters`` (or ``reply_to_message_id``) naming a message of the chat unless
+``allow_sending_without_reply``. The answer is a Message with ``photo`` as several PhotoSizes (thumbnails of
+90, 320, 800 and 1,280 pixels on the long side, and the original), ``caption`` and ``reply_to_message``;
+photos are kept in :attr:`TelegramStandin.photos`. A photo counts against the chat's rate like a message.
 """
 
 from __future__ import annotations
@@ -50,6 +60,8 @@ from tests.standins.slack import (
 MAX_TEXT = 4096
 MAX_CALLBACK_DATA = 64
 MAX_CALLBACK_ANSWER = 200
+MAX_CAPTION = 1024
+MAX_PHOTO_BYTES = 10 * 1024 * 1024
 NOT_MODIFIED = (
     "Bad Request: message is not modified: specified new message content and reply markup are exactly "
     "the same as a current content and reply markup of the message"
@@ -329,6 +341,38 @@ class TelegramMessage:
 
 
 @dataclass
+class TelegramPhoto:
+    """A photo the bot sent: the bytes as uploaded, their size, the caption and what it replied to."""
+
+    chat_id: int
+    message_id: int
+    data: bytes
+    width: int
+    height: int
+    caption: str
+    caption_entities: list[dict[str, Any]]
+    reply_to: int | None
+    params: dict[str, Any] = field(default_factory=dict)
+    file_id: str = ""
+
+
+def image_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of a PNG (IHDR) or baseline/progressive JPEG (SOF), or ``None``."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) >= 24 and data[12:16] == b"IHDR":
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data.startswith(b"\xff\xd8"):
+        i = 2
+        while i + 9 < len(data):
+            if data[i] != 0xFF:
+                return None
+            marker, size = data[i + 1], int.from_bytes(data[i + 2:i + 4], "big")
+            if marker in (0xC0, 0xC1, 0xC2):
+                return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+            i += 2 + size
+    return None
+
+
+@dataclass
 class CallbackAnswer:
     """A recorded ``answerCallbackQuery`` call."""
 
@@ -394,6 +438,8 @@ class TelegramStandin(FaultControls):
         self.poll_cap = poll_cap
         self.messages: dict[int, list[TelegramMessage]] = defaultdict(list)
         """Messages the bot sent, per chat id, in sending order."""
+        self.photos: dict[int, list[TelegramPhoto]] = defaultdict(list)
+        """Photos the bot sent, per chat id, in sending order."""
         self.callback_answers: list[CallbackAnswer] = []
         """Every accepted ``answerCallbackQuery``."""
         self.requests: list[RequestRecord] = []
@@ -587,7 +633,7 @@ class TelegramStandin(FaultControls):
         except ValueError:
             params = {}
         chat_key = _as_int(params.get("chat_id"))
-        counted = method.lower() in ("sendmessage", "editmessagetext", "editmessagereplymarkup")
+        counted = method.lower() in ("sendmessage", "sendphoto", "editmessagetext", "editmessagereplymarkup")
         if counted and chat_key is not None:
             self.request_times[chat_key].append(now)
         try:
@@ -617,6 +663,7 @@ class TelegramStandin(FaultControls):
             handler = {
                 "getme": self._get_me,
                 "sendmessage": self._send_message,
+                "sendphoto": self._send_photo,
                 "editmessagetext": self._edit_message_text,
                 "editmessagereplymarkup": self._edit_reply_markup,
                 "answercallbackquery": self._answer_callback_query,
@@ -725,6 +772,74 @@ class TelegramStandin(FaultControls):
         )
         self.messages[chat_id].append(message)
         return self._message_json(message)
+
+    def _send_photo(self, params: dict[str, Any]) -> dict[str, Any]:
+        chat_id = self._chat(params)
+        raw = params.get("photo")
+        if raw is None or raw == "":
+            raise _bad("there is no photo in the request")
+        if isinstance(raw, str):
+            known = next((p for ps in self.photos.values() for p in ps if p.file_id == raw), None)
+            if known is None:
+                raise _bad("wrong file identifier/HTTP URL specified")
+            data = known.data
+        else:
+            data = raw.read() if hasattr(raw, "read") else bytes(raw)
+        if len(data) > MAX_PHOTO_BYTES:
+            raise _bad("file is too big")
+        size = image_size(data)
+        if size is None or min(size) <= 0:
+            raise _bad("IMAGE_PROCESS_FAILED")
+        width, height = size
+        if width + height > 10_000 or max(width, height) / min(width, height) > 20:
+            raise _bad("PHOTO_INVALID_DIMENSIONS")
+        caption, entities = "", []
+        source = params.get("caption")
+        if source not in (None, ""):
+            if str(params.get("parse_mode") or "").lower() == "html":
+                try:
+                    caption, entities = parse_html(str(source), strict_entities=self.strict_entities)
+                except EntityParseError as exc:
+                    raise _bad(f"can't parse entities: {exc}") from exc
+            else:
+                caption = str(source)
+            caption, entities = _trim(caption, entities)
+            if len(caption) > MAX_CAPTION:
+                raise _bad("message caption is too long")
+        reply = _as_json(params.get("reply_parameters"), "reply parameters") or {}
+        reply_to = _as_int(reply.get("message_id")) if isinstance(reply, dict) else None
+        allow = _as_bool(reply.get("allow_sending_without_reply", False)) if isinstance(reply, dict) else False
+        if reply_to is None:
+            reply_to = _as_int(params.get("reply_to_message_id"))
+            allow = _as_bool(params.get("allow_sending_without_reply", False))
+        replied = next((m for m in self.messages.get(chat_id, []) if m.message_id == reply_to), None)
+        if reply_to is not None and replied is None and not allow:
+            raise _bad("message to be replied not found")
+        message_id = self._next_message_id[chat_id]
+        self._next_message_id[chat_id] += 1
+        file_id = f"AgAC{chat_id & 0xFFFF:04x}{message_id:06d}"
+        photo = TelegramPhoto(chat_id, message_id, data, width, height, caption, entities,
+                              reply_to if replied is not None else None, dict(params), file_id)
+        self.photos[chat_id].append(photo)
+        sizes = []
+        for side in (90, 320, 800, 1280):
+            if side < max(width, height):
+                ratio = side / max(width, height)
+                sizes.append({"file_id": f"{file_id}_{side}", "file_unique_id": f"u{file_id}_{side}",
+                              "width": round(width * ratio), "height": round(height * ratio)})
+        sizes.append({"file_id": file_id, "file_unique_id": f"u{file_id}", "width": width, "height": height,
+                      "file_size": len(data)})
+        result: dict[str, Any] = {
+            "message_id": message_id, "from": self._bot_user(), "chat": self.chat_object(chat_id),
+            "date": int(time.time()), "photo": sizes,
+        }
+        if caption:
+            result["caption"] = caption
+        if entities:
+            result["caption_entities"] = entities
+        if replied is not None:
+            result["reply_to_message"] = self._message_json(replied)
+        return result
 
     def _find(self, params: dict[str, Any]) -> TelegramMessage:
         if params.get("inline_message_id"):
