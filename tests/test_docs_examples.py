@@ -1,0 +1,221 @@
+"""The YAML examples in README.md, docs/*.md and deploy/README.md are what the code accepts.
+
+Every ```yaml block is read and sorted by its shape:
+
+- an alert-router configuration (a mapping of top-level keys of ``alert-router.yaml``), a list of receivers, a
+  rules file (``rules:`` holding rules, perhaps ``default:``) or a runbook (``name`` and ``steps``) goes through
+  :func:`alert_router.config.load`, the loader ``alert-router check`` uses, and must load without a problem;
+- Helm values (top-level keys of the chart's values) must pass the chart's ``values.schema.json``;
+- Alertmanager's own configuration (``route``, ``receivers`` with ``webhook_configs``, ``webhook_configs``) and
+  kube-prometheus-stack values (``alertmanager:``) are other programs' input and are only parsed;
+- a block whose first line is indented is a fragment of a larger one (the reader sees it nested) and is only parsed.
+
+Anything else fails the test, so a new example is either checked or visibly a fragment. The files an example names
+(``token_file: /run/secrets/...``, TLS certificates) are swapped for files made in the test; the names of receivers
+and runbooks a rule or runbook refers to get stand-ins (a ``console`` receiver, a one-step runbook).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import trustme
+import yaml
+
+from alert_router.config import Settings, load
+from alert_router.errors import ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+DOCS = sorted([REPO / "README.md", REPO / "deploy" / "README.md", *(REPO / "docs").glob("*.md")])
+HELM_SCHEMA = REPO / "helm" / "alert-router" / "values.schema.json"
+FENCE = re.compile(r"^```ya?ml[^\n]*\n(.*?)^```", re.S | re.M)
+
+SECRETS = {  # plausible content for a secret named by an example's `<key>_file`
+    "routing_key_file": "0123456789abcdef0123456789abcdef",
+    "url_file": "https://hooks.example.com/alerts",
+    "webhook_url_file": "https://discord.com/api/webhooks/1234567890/example-token",
+}
+PEM_KEYS = {"cert_file", "key_file", "ca_file", "client_ca_file"}
+ALERTMANAGER_KEYS = {"route", "receivers", "inhibit_rules", "global", "templates", "webhook_configs"}
+
+
+@dataclass(frozen=True)
+class Block:
+    """One fenced YAML example."""
+
+    file: Path
+    line: int
+    text: str
+
+    @property
+    def where(self) -> str:
+        """``docs/x.md:LINE``, for test ids and messages."""
+        return f"{self.file.relative_to(REPO)}:{self.line}"
+
+
+def yaml_blocks() -> Iterator[Block]:
+    """Every fenced ```yaml block of the documentation."""
+    for file in DOCS:
+        text = file.read_text(encoding="utf-8")
+        for m in FENCE.finditer(text):
+            yield Block(file, text.count("\n", 0, m.start()) + 2, m.group(1))
+
+
+BLOCKS = list(yaml_blocks())
+
+
+def _helm_keys() -> set[str]:
+    return set(json.loads(HELM_SCHEMA.read_text())["properties"])
+
+
+def kind_of(block: Block, data: Any) -> str:
+    """What the example is: config, receivers, rules, runbook, helm, other-program or fragment; '' if unknown."""
+    if block.text[:1].isspace():
+        return "fragment"
+    if isinstance(data, list) and data and all(isinstance(r, dict) and "name" in r for r in data):
+        return "receivers"
+    if not isinstance(data, dict) or not data:
+        return ""
+    keys = set(data)
+    if "name" in keys and "steps" in keys:
+        return "runbook"
+    rules = data.get("rules")
+    if isinstance(rules, list) and rules and all(isinstance(r, dict) for r in rules) and keys <= {"rules", "default"}:
+        return "rules"
+    if keys <= set(Settings.model_fields):
+        return "config"
+    if keys <= ALERTMANAGER_KEYS or keys == {"alertmanager"}:
+        return "other-program"
+    if keys <= _helm_keys():
+        return "helm"
+    return ""
+
+
+class Files:
+    """Stand-ins for the files an example names, made once per test."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.ca = trustme.CA()
+        self.cert = self.ca.issue_cert("alert-router.example")
+        self.count = 0
+
+    def _write(self, name: str, content: bytes) -> str:
+        self.count += 1
+        path = self.tmp / f"file-{self.count}-{name}"
+        path.write_bytes(content)
+        return str(path)
+
+    def replace(self, key: str, value: str) -> str:
+        """A file standing in for ``value``, the path an example gives to ``key``."""
+        if key == "cert_file":
+            return self._write("tls.crt", b"".join(blob.bytes() for blob in self.cert.cert_chain_pems))
+        if key == "key_file":
+            return self._write("tls.key", self.cert.private_key_pem.bytes())
+        if key in PEM_KEYS:
+            return self._write("ca.crt", self.ca.cert_pem.bytes())
+        return self._write(Path(value).name, SECRETS.get(key, "s3cret-example-value").encode())
+
+    def swap(self, data: Any) -> Any:
+        """``data`` with every ``*_file`` path replaced by a stand-in file."""
+        if isinstance(data, dict):
+            return {
+                k: self.replace(k, v) if k.endswith("_file") and isinstance(v, str) and v else self.swap(v)
+                for k, v in data.items()
+            }
+        if isinstance(data, list):
+            return [self.swap(v) for v in data]
+        return data
+
+
+def _names(rules: list[Any], default: Any) -> tuple[set[str], set[str]]:
+    """Receivers and runbooks the rules of an example refer to."""
+    receivers: set[str] = set()
+    runbooks: set[str] = set()
+    for rule in [*rules, default or {}]:
+        receivers.update(rule.get("receivers", []))
+        receivers.update((rule.get("escalate") or {}).get("receivers", []))
+        runbooks.update(rule.get("runbooks", []))
+    return receivers, runbooks
+
+
+def _stub_receivers(names: set[str], have: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    known = {r.get("name") for r in have}
+    return [*have, *({"name": n, "console": {}} for n in sorted(names - known))]
+
+
+def _runbook_receivers(data: dict[str, Any]) -> set[str]:
+    steps = [*data.get("steps", []), *data.get("on_failure", [])]
+    return {s["receiver"] for s in steps if isinstance(s, dict) and isinstance(s.get("receiver"), str)}
+
+
+def load_example(kind: str, data: Any, tmp: Path) -> None:
+    """Write the example (with stand-ins for what it refers to) as a configuration and load it."""
+    files = Files(tmp)
+    data = files.swap(data)
+    config: dict[str, Any] = {"rules": [], "runbooks": []}
+    if kind == "config":
+        config.update(data)
+        fallbacks = {r["fallback"] for r in config.get("receivers", []) if isinstance(r, dict) and "fallback" in r}
+        deadman = set((config.get("deadman") or {}).get("receivers", []))
+        config["receivers"] = _stub_receivers(fallbacks | deadman, config.get("receivers", []))
+    elif kind == "receivers":
+        fallbacks = {r["fallback"] for r in data if "fallback" in r}
+        config["receivers"] = _stub_receivers(fallbacks, data)
+    elif kind == "rules":
+        receivers, runbooks = _names(data["rules"], data.get("default"))
+        config["receivers"] = _stub_receivers(receivers, [])
+        (tmp / "rules.yaml").write_text(yaml.safe_dump(data))
+        config["rules"] = "rules.yaml"
+        (tmp / "runbooks").mkdir()
+        for name in sorted(runbooks):
+            stub = {"name": name, "match": [], "steps": [{"action": "wait_resolved", "timeout": "1m"}]}
+            (tmp / "runbooks" / f"{name}.yaml").write_text(yaml.safe_dump(stub))
+        config["runbooks"] = "runbooks"
+    elif kind == "runbook":
+        config["receivers"] = _stub_receivers(_runbook_receivers(data), [])
+        (tmp / "runbooks").mkdir()
+        (tmp / "runbooks" / "example.yaml").write_text(yaml.safe_dump(data))
+        config["runbooks"] = "runbooks"
+    path = tmp / "alert-router.yaml"
+    path.write_text(yaml.safe_dump(config))
+    load(path, env={})
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=[b.where for b in BLOCKS])
+def test_documented_yaml_is_accepted(block: Block, tmp_path: Path) -> None:
+    """Each example parses, and each complete one loads through the config loader (or the chart's schema)."""
+    try:
+        data = yaml.safe_load(block.text)
+    except yaml.YAMLError as exc:
+        pytest.fail(f"{block.where}: not YAML (a reader copying it gets this error): {exc}")
+    kind = kind_of(block, data)
+    assert kind, f"{block.where}: neither a checked example nor visibly a fragment (indent it, or teach this test)"
+    if kind == "helm":
+        jsonschema.validate(data, json.loads(HELM_SCHEMA.read_text()))
+    elif kind in ("config", "receivers", "rules", "runbook"):
+        try:
+            load_example(kind, data, tmp_path)
+        except ConfigError as exc:
+            pytest.fail(f"{block.where}: the loader refuses this {kind} example:\n{exc}")
+
+
+def test_the_checks_can_fail(tmp_path: Path) -> None:
+    """A misspelt key in a config example, an unknown key in a receiver and invalid YAML are each caught."""
+    (tmp_path / "a").mkdir()
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_example("config", {"dedup": {"tll": "7d"}}, tmp_path / "a")
+    (tmp_path / "b").mkdir()
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_example("receivers", [{"name": "c", "console": {"annotation": True}}], tmp_path / "b")
+    with pytest.raises(yaml.YAMLError):
+        yaml.safe_load("pagerduty: {routing_key: ${PAGERDUTY_ROUTING_KEY:-}}")
+    block = Block(REPO / "README.md", 1, "foo: 1\n")
+    assert kind_of(block, {"foo": 1}) == ""
