@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,7 @@ import jsonschema
 import pytest
 import trustme
 import yaml
+from pydantic import BaseModel
 
 from alert_router.config import Settings, load
 from alert_router.errors import ConfigError
@@ -219,3 +221,119 @@ def test_the_checks_can_fail(tmp_path: Path) -> None:
         yaml.safe_load("pagerduty: {routing_key: ${PAGERDUTY_ROUTING_KEY:-}}")
     block = Block(REPO / "README.md", 1, "foo: 1\n")
     assert kind_of(block, {"foo": 1}) == ""
+
+
+# ---- docs/configuration.md names every key of the configuration models, and only those --------------------------
+
+CONFIGURATION_MD = REPO / "docs" / "configuration.md"
+KEY_CELL = re.compile(r"^\|\s*([^|]*`[^|]*)\|", re.M)
+TOKEN = re.compile(r"`(\.?[a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)`")
+IN_PROSE = {  # keys the page describes in a sentence instead of a table row or an example (kept short on purpose)
+    "graph.prometheus.tenant", "graph.prometheus.bearer_token", "graph.prometheus.basic_auth",
+    "graph.prometheus.tls", "graph.prometheus.timeout",  # "graph.prometheus takes the keys every data source takes"
+    "metrics.auth.basic",  # "same shape as `auth`"
+    "remediation.api_auth.bearer_token", "remediation.api_auth.basic",  # "{bearer_token, basic: {...}}"
+    "enrich.kubernetes.max_logs", "enrich.kubernetes.max_pods", "enrich.kubernetes.max_events",
+    "enrich.kubernetes.max_line_chars", "enrich.kubernetes.max_concurrency",  # the comment under log_lines
+    "enrich.loki.basic_auth",  # the comment "or basic_auth: {username, password_file}"
+    "chat.alertmanager.basic_auth",  # its keys: like every basic_auth, {username, password}
+    "chat.users", "chat.channels",  # their keys in the row: `{name, slack, telegram, role}`, `{slack | telegram, role}`
+}
+
+
+def _model_of(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _model_of(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def model_keys(model: type[BaseModel] = Settings, prefix: str = "") -> dict[str, type[BaseModel] | None]:
+    """Every key a user can set, dotted (``delivery.storm.threshold``), with its section's model if it is one."""
+    keys: dict[str, type[BaseModel] | None] = {}
+    for name, info in model.model_fields.items():
+        key = prefix + (info.alias or name)
+        sub = _model_of(info.annotation)
+        keys[key] = sub
+        if sub is not None:
+            keys.update(model_keys(sub, key + "."))
+    return keys
+
+
+def documented_keys(text: str) -> set[str]:
+    """Dotted keys the page names: in the first cell of a table row, in a YAML example, or anywhere dotted in backticks.
+
+    In a row, ``.initial`` and a bare ``timeout`` after ``chat.telegram.api_url`` are siblings of the key before
+    them; under a header like ``| `enrich.loki` key |`` bare keys belong to that section.
+    """
+    found = {t for t in TOKEN.findall(text) if "." in t and not t.startswith(".")}
+    section = ""
+    for cell in KEY_CELL.findall(text):
+        tokens = TOKEN.findall(cell)
+        if cell.strip().endswith(" key"):
+            section = tokens[0] + "." if tokens else ""
+            continue
+        parent = section
+        for token in tokens:
+            if token.startswith("."):
+                found.add(parent + token[1:])
+            elif "." in token:
+                found.add(token)
+                parent = token.rsplit(".", 1)[0] + "."
+            else:
+                found.add(parent + token)
+    for m in FENCE.finditer(text):
+        found |= _yaml_paths(yaml.safe_load(m.group(1)), "")
+    return found
+
+
+def _yaml_paths(data: Any, prefix: str) -> set[str]:
+    if isinstance(data, list):
+        return set().union(*(_yaml_paths(item, prefix) for item in data))
+    if not isinstance(data, dict):
+        return set()
+    out: set[str] = set()
+    for key, value in data.items():
+        name = str(key)
+        out |= {prefix + name, prefix + name.removesuffix("_file"), *_yaml_paths(value, f"{prefix}{name}.")}
+    return out  # `token_file: ...` documents `token`
+
+
+def test_configuration_md_documents_every_key() -> None:
+    """A key the models accept but docs/configuration.md never names is a setting nobody can find."""
+    documented = documented_keys(CONFIGURATION_MD.read_text(encoding="utf-8")) | IN_PROSE
+    missing = [
+        key for key, sub in model_keys().items()
+        if key not in documented
+        and not any(key.startswith(d + ".") for d in IN_PROSE)
+        and not (sub is not None and any(d.startswith(key + ".") for d in documented))  # a section: its keys count
+    ]
+    assert not missing, f"keys of the configuration models missing from docs/configuration.md: {missing}"
+
+
+def test_configuration_md_names_no_unknown_key() -> None:
+    """Every dotted key the page names under a top-level section exists in the models (no stale or misspelt key)."""
+    keys = model_keys()
+    top = {k for k in keys if "." not in k}
+    text = CONFIGURATION_MD.read_text(encoding="utf-8")
+    named = {t for t in TOKEN.findall(text) if "." in t and t.split(".")[0] in top}
+    assert named, "the page names dotted keys (the extraction works)"
+    unknown = sorted(named - set(keys))
+    assert not unknown, f"docs/configuration.md names keys the models do not have: {unknown}"
+
+
+def test_key_extraction_reads_rows_and_sections() -> None:
+    """The extraction the two tests above rely on: siblings in a row, section headers, examples."""
+    text = (
+        "| key | default |\n|---|---|\n| `remediation.retry.attempts`, `.initial` | 4 |\n"
+        "| `chat.telegram.api_url`, `timeout` | x |\n| `enrich.loki` key | default |\n| `max_queries` | 5 |\n"
+        "```yaml\nauth:\n  bearer_token_file: /x\n```\n"
+    )
+    assert documented_keys(text) >= {
+        "remediation.retry.attempts", "remediation.retry.initial", "chat.telegram.api_url", "chat.telegram.timeout",
+        "enrich.loki.max_queries", "auth.bearer_token",
+    }
+    assert "delivery.workers" not in documented_keys(text)
