@@ -17,6 +17,7 @@ and runbooks a rule or runbook refers to get stand-ins (a ``console`` receiver, 
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
 import typing
@@ -337,3 +338,50 @@ def test_key_extraction_reads_rows_and_sections() -> None:
         "enrich.loki.max_queries", "auth.bearer_token",
     }
     assert "delivery.workers" not in documented_keys(text)
+
+
+# ---- README's command table and `alert-router --help` -----------------------------------------------------------
+
+
+def cli_commands() -> dict[str, list[str]]:
+    """Every command of ``alert-router`` (``audit list``, ``telegram set-webhook`` ...) with its long options."""
+    from alert_router.cli import build_parser
+
+    out: dict[str, list[str]] = {}
+
+    def walk(parser: argparse.ArgumentParser, path: str) -> None:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            out[path] = [o for a in parser._actions for o in a.option_strings if o.startswith("--") and o != "--help"]
+        for action in subs:
+            for name, sub in action.choices.items():
+                walk(sub, f"{path} {name}".strip())
+
+    walk(build_parser(), "")
+    return out
+
+
+def readme_commands() -> str:
+    """The text of README's "Commands" section."""
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    return text.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_readme_lists_every_command_and_option() -> None:
+    """README's command table names each command and each of its options (`--help` shows the same ones)."""
+    section = readme_commands()
+    missing = []
+    for command, options in cli_commands().items():
+        first, _, rest = command.partition(" ")
+        rows = "\n".join(line for line in section.splitlines() if f"`alert-router {first}" in line)
+        if f"`alert-router {command}" not in rows and not (rest and f"`{rest}`" in rows):
+            missing.append(command)
+        missing += [f"{command} {o}" for o in options if o != "--config" and o not in rows]
+    assert not missing, f"README.md's Commands section does not mention: {missing}"
+
+
+def test_cli_walk_finds_nested_commands() -> None:
+    """The walk above reaches sub-subcommands and their options (so the README check covers them)."""
+    commands = cli_commands()
+    assert {"serve", "check", "audit list", "audit verify", "telegram set-webhook"} <= set(commands)
+    assert "--drop-pending-updates" in commands["telegram set-webhook"]
