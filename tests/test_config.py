@@ -132,7 +132,10 @@ def test_secret_from_file(tmp_path: Path) -> None:
     assert loaded.settings.auth.bearer_token.get_secret_value() == "from-file"
     assert "from-file" not in repr(loaded.settings)  # secrets never print
     (tmp_path / "tok").unlink()
-    assert any("cannot read" in m for m in problems(path))
+    # at the `bearer_token_file:` line itself (line 7), not at `auth:`
+    assert f"{path}:7: auth.bearer_token_file: cannot read {tmp_path / 'tok'}: No such file or directory" in problems(
+        path
+    )
 
 
 def test_missing_rules_dir(tmp_path: Path) -> None:
