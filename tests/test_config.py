@@ -62,6 +62,18 @@ def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
     assert msg.startswith(f"{path}:") and "invalid YAML" in msg
 
 
+def test_yaml_error_names_the_bracket_left_open_and_tabs(tmp_path: Path) -> None:
+    """An unclosed `[` is reported where PyYAML noticed it, with the line that opened it; a tab says why."""
+    rules = "rules:\n  - name: c\n    receivers: [console\n  - name: d\n"
+    path = write(tmp_path, {"alert-router.yaml": BASE, "rules/r.yaml": rules, "runbooks/.keep": ""})
+    (msg,) = problems(path)
+    assert msg.startswith(f"{tmp_path / 'rules' / 'r.yaml'}:4: invalid YAML:"), msg
+    assert "started at line 3" in msg
+    (tmp_path / "rules" / "r.yaml").write_text("rules:\n\t- name: c\n")
+    (msg,) = problems(path)
+    assert ":2: invalid YAML:" in msg and "spaces, never tabs" in msg
+
+
 def test_unknown_key_and_bad_value_have_lines(tmp_path: Path) -> None:
     cfg = BASE + "listn: 0.0.0.0:1\nwebhook:\n  max_body_bytes: lots\n"
     path = write(tmp_path, {"alert-router.yaml": cfg, "rules/r.yaml": RULES, "runbooks/.keep": ""})
