@@ -153,7 +153,11 @@ def test_secret_from_file(tmp_path: Path) -> None:
 def test_missing_rules_dir(tmp_path: Path) -> None:
     path = write(tmp_path, {"alert-router.yaml": BASE})
     msgs = problems(path)
-    assert any("rules" in m and "no such file or directory" in m for m in msgs)
+    # at the config's own `rules:` line (4 in BASE), not at line 1 of a file that does not exist
+    assert f"{path}:4: rules: no such file or directory: {tmp_path / 'rules'}" in msgs, msgs
+    (tmp_path / "alert-router.yaml").write_text("receivers: []\nrunbooks: []\n")
+    assert any(m.startswith(f"{path}:1: rules: no such file or directory:") and "(the default;" in m
+               for m in problems(path))
 
 
 def test_config_path_precedence(tmp_path: Path) -> None:
