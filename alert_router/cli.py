@@ -58,6 +58,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         structlog.get_logger("alert_router.tls").info(
             "serving HTTPS", cert_file=str(tls.files.cert), mutual_tls=tls.mutual, listen=f"{host}:{port}"
         )
+    else:
+        log.info("serving HTTP", url=f"http://{host}:{port}")  # where a newcomer's curl should go
     try:
         web.run_app(
             app,
