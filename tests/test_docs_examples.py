@@ -385,3 +385,43 @@ def test_cli_walk_finds_nested_commands() -> None:
     commands = cli_commands()
     assert {"serve", "check", "audit list", "audit verify", "telegram set-webhook"} <= set(commands)
     assert "--drop-pending-updates" in commands["telegram set-webhook"]
+
+
+def receiver_keys_documented(text: str) -> dict[str, set[str]]:
+    """Per receiver type, the keys docs/configuration.md names: its receivers table and its receiver examples."""
+    from alert_router.channels import REGISTRY
+
+    found: dict[str, set[str]] = {t: set() for t in REGISTRY}
+    current = ""
+    for row in re.findall(r"^\|([^\n]*)\|$", text, re.M):
+        cells = [c.strip() for c in row.split("|")]
+        if len(cells) < 4:
+            continue
+        kind = TOKEN.findall(cells[0])
+        if kind and kind[0] in REGISTRY:
+            current = kind[0]
+        elif cells[0]:
+            current = ""
+        if current:
+            found[current].update(TOKEN.findall(cells[1]))
+    for m in FENCE.finditer(text):
+        data = yaml.safe_load(m.group(1))
+        for receiver in data if isinstance(data, list) else []:
+            for kind, cfg in receiver.items():
+                if kind in REGISTRY and isinstance(cfg, dict):
+                    found[kind].update(str(k).removesuffix("_file") for k in cfg)
+    return found
+
+
+def test_configuration_md_documents_every_receiver_key() -> None:
+    """Each receiver type's keys are in docs/configuration.md, and the page names none the type lacks."""
+    from alert_router.channels import REGISTRY
+
+    documented = receiver_keys_documented(CONFIGURATION_MD.read_text(encoding="utf-8"))
+    missing, unknown = [], []
+    for kind, channel in sorted(REGISTRY.items()):
+        keys = {info.alias or name for name, info in channel.config.model_fields.items()}
+        missing += [f"{kind}.{k}" for k in sorted(keys - documented[kind])]
+        unknown += [f"{kind}.{k}" for k in sorted(documented[kind] - keys)]
+    assert not missing, f"receiver keys missing from docs/configuration.md: {missing}"
+    assert not unknown, f"docs/configuration.md names receiver keys the code does not have: {unknown}"
