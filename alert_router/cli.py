@@ -58,15 +58,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
         structlog.get_logger("alert_router.tls").info(
             "serving HTTPS", cert_file=str(tls.files.cert), mutual_tls=tls.mutual, listen=f"{host}:{port}"
         )
-    else:
-        log.info("serving HTTP", url=f"http://{host}:{port}")  # where a newcomer's curl should go
     try:
         web.run_app(
             app,
             host=host,
             port=port,
             ssl_context=tls.context if tls else None,
-            print=None,
+            # called once the listener is up (never when startup fails): where a newcomer's curl should go
+            print=lambda _banner: log.info("listening", url=f"{'https' if tls else 'http'}://{host}:{port}"),
             access_log=None,
             shutdown_timeout=10,
         )
