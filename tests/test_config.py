@@ -164,3 +164,13 @@ def test_config_path_precedence(tmp_path: Path) -> None:
     assert config_path("x.yaml", {"ALERT_ROUTER_CONFIG": "y.yaml"}) == Path("x.yaml")
     assert config_path(None, {"ALERT_ROUTER_CONFIG": "y.yaml"}) == Path("y.yaml")
     assert config_path(None, {}) == Path("alert-router.yaml")
+
+
+def test_a_duration_from_the_environment_may_be_plain_seconds(tmp_path: Path) -> None:
+    """`${VAR:-60}` expands to the string "60": like the number 60 it is seconds (docs: "or a number of seconds")."""
+    cfg = BASE + "ingest: {lease: '${INGEST_LEASE:-90}'}\ndedup: {ttl: 3600}\n"
+    path = write(tmp_path, {"alert-router.yaml": cfg, "rules/r.yaml": RULES, "runbooks/.keep": ""})
+    loaded = load(path, {})
+    assert loaded.settings.ingest.lease == 90.0 and loaded.settings.dedup.ttl == 3600.0
+    assert load(path, {"INGEST_LEASE": "2.5"}).settings.ingest.lease == 2.5
+    assert any("invalid duration '90 minutes'" in m for m in problems(path, {"INGEST_LEASE": "90 minutes"}))
