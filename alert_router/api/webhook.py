@@ -1,8 +1,10 @@
 """``POST /webhook``: authenticate, validate, store durably, then answer.
 
 Alertmanager retries 5xx and drops 4xx, so: 401 for bad credentials, 400 for a body that can never
-succeed (with a JSON error naming the field), 413 for an oversized body, 503 when the store cannot
-take it (Alertmanager will retry), and 200 only once the body is committed.
+succeed (with a JSON error naming the field), 413 for an oversized body, 415 for a body that is not
+``application/json``, 503 when the store cannot take it or the body did not arrive whole (Alertmanager
+will retry), and 200 only once the body is committed. The body is read whole however it arrives
+(:mod:`alert_router.api.body`); a U+0000 in it is stored as U+FFFD (:func:`~alert_router.models.clean_body`).
 """
 
 from __future__ import annotations
@@ -14,12 +16,19 @@ from aiohttp import web
 
 from alert_router import priority
 from alert_router.api.auth import Credentials
+from alert_router.api.body import BodyIncomplete, BodyTooLarge, WrongContentType, read_body, refusal
 from alert_router.appkeys import RUNTIME
 from alert_router.config import AuthConfig
-from alert_router.errors import PayloadError, StoreUnavailable
-from alert_router.models import parse_payload
+from alert_router.errors import PayloadError, StoreRejected, StoreUnavailable
+from alert_router.models import clean_body, parse_payload
 
 log = structlog.get_logger("alert_router.webhook")
+
+_OUTCOME: dict[type[Exception], str] = {
+    WrongContentType: "unsupported_media_type",
+    BodyTooLarge: "too_large",
+    BodyIncomplete: "incomplete",
+}
 
 
 def authorized(auth: AuthConfig, header: str | None) -> bool:
@@ -51,19 +60,12 @@ async def webhook(request: web.Request) -> web.Response:
         resp = _error(401, "missing or invalid credentials")
         resp.headers["WWW-Authenticate"] = 'Bearer realm="alert-router"'
         return resp
-    limit = settings.webhook.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        rt.metrics.webhooks.labels("too_large").inc()
-        log.error("webhook refused: body too large", size=request.content_length, limit=limit)
-        return _error(413, f"body of {request.content_length} bytes exceeds the limit of {limit} bytes")
     try:
-        body = await request.content.read(limit + 1)
-    except ValueError:
-        body = b""
-    if len(body) > limit:
-        rt.metrics.webhooks.labels("too_large").inc()
-        log.error("webhook refused: body too large", limit=limit)
-        return _error(413, f"body exceeds the limit of {limit} bytes")
+        body = await read_body(request, settings.webhook.max_body_bytes, settings.webhook.read_timeout)
+    except (WrongContentType, BodyTooLarge, BodyIncomplete) as exc:
+        rt.metrics.webhooks.labels(_OUTCOME[type(exc)]).inc()
+        return refusal(request, "webhook", exc)
+    body = clean_body(body)
     try:
         payload = parse_payload(body)
     except PayloadError as exc:
@@ -88,6 +90,14 @@ async def webhook(request: web.Request) -> web.Response:
                 return web.json_response({"status": "accepted", "heartbeat": True, "alerts": beats})
         urgency = priority.of_labels(a.labels for a in payload.alerts)
         inbox_id = await rt.store.enqueue(body, payload.group_key, received_at, urgency)
+    except StoreRejected as exc:
+        rt.metrics.webhooks.labels("invalid").inc()
+        log.error(
+            "webhook rejected: the store cannot hold this body; Alertmanager will not retry it",
+            error=str(exc),
+            field=exc.field,
+        )
+        return _error(400, str(exc), exc.field)
     except StoreUnavailable as exc:
         rt.metrics.webhooks.labels("store_unavailable").inc()
         log.error("webhook not stored: store unavailable; answering 503 so Alertmanager retries", error=str(exc))

@@ -16,7 +16,7 @@ from alert_router.chat.escalation import Escalator
 from alert_router.config import Config, load
 from alert_router.store.sqlite import SQLiteStore
 from tests.chat.support import FP, SHORT, FakeAlertmanager, alert_payload, chat_config, ingest
-from tests.helpers import read_jsonl, running_app, wait_for
+from tests.helpers import JSON_TYPE, read_jsonl, running_app, wait_for
 
 GROUP_KEY = '{}:{alertname="ModelServiceDown", namespace="prod"}'
 MIN = 60.0
@@ -183,7 +183,7 @@ default:
     async with running_app(cfg) as (client, _):
         import json
 
-        r = await client.post("/webhook", data=json.dumps(alert_payload()).encode())
+        r = await client.post("/webhook", data=json.dumps(alert_payload()).encode(), headers=JSON_TYPE)
         assert r.status == 200
         lead = await wait_for(lambda: read_jsonl(tmp_path / "data" / "lead.jsonl"), timeout=10)
     assert lead[0]["rule"] == "pager" and lead[0]["extra"]["escalation"]["step"] == 1
