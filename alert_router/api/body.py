@@ -22,6 +22,8 @@ Every endpoint that takes a body (the webhook, Slack, Telegram, the runs API) re
 
 from __future__ import annotations
 
+import asyncio
+
 import structlog
 from aiohttp import web
 
@@ -32,6 +34,7 @@ from alert_router.streams import BodyIncomplete, BodyTooLarge, read_capped
 log = structlog.get_logger("alert_router.api")
 
 __all__ = [
+    "REFUSED_OUTCOME",
     "BodyError",
     "BodyIncomplete",
     "BodyTooLarge",
@@ -79,7 +82,6 @@ async def read_body(
 
 def refusal(request: web.Request, endpoint: str, exc: BodyError) -> web.Response:
     """The answer to a body that could not be read, logged and counted; see the module docstring."""
-    rt = request.app[RUNTIME]
     if isinstance(exc, WrongContentType):
         log.warning(
             "request refused: the body is not JSON",
@@ -95,17 +97,25 @@ def refusal(request: web.Request, endpoint: str, exc: BodyError) -> web.Response
         log.error("request refused: body too large", endpoint=endpoint, limit=exc.limit, size=exc.size)
         size = f"of {exc.size} bytes " if exc.size is not None else ""
         return json_error(request, 413, f"body {size}exceeds the limit of {exc.limit} bytes", limit=exc.limit)
-    rt.metrics.body_incomplete.labels(endpoint).inc()
-    log.error(
-        "request body incomplete: answered 503 so the sender retries",
-        endpoint=endpoint,
-        reason=str(exc),
-        received=exc.received,
-        remote=request.remote,
-    )
+    _incomplete(request, endpoint, str(exc), exc.received)
     resp = json_error(request, 503, f"the body did not arrive whole ({exc}); retry")
     resp.headers["Retry-After"] = "5"
     return resp
+
+
+def _incomplete(request: web.Request, endpoint: str, reason: str, received: int | None) -> None:
+    request.app[RUNTIME].metrics.body_incomplete.labels(endpoint).inc()
+    log.error(
+        "request body incomplete: not taken (answered 503 if the sender is still there, so it retries)",
+        endpoint=endpoint,
+        reason=reason,
+        received=received,
+        remote=request.remote,
+    )
+
+
+REFUSED_OUTCOME = {413: "too_large", 415: "unsupported_media_type", 503: "incomplete"}
+"""The ``alert_router_webhooks_total`` outcome of each status :func:`read_request` refuses a body with."""
 
 
 async def read_request(
@@ -113,10 +123,16 @@ async def read_request(
 ) -> bytes | web.Response:
     """The body of ``request`` under the configured cap and read timeout, or the refusal to answer with.
 
-    ``endpoint`` labels the log line and the metric; ``content_type`` is the media type required.
+    ``endpoint`` labels the log line and the metric; ``content_type`` is the media type required. A
+    server that cancels a handler when its client goes away (``handler_cancellation``) cancels the read:
+    that too is counted as an incomplete body before the cancellation goes on.
     """
     settings = request.app[RUNTIME].config.settings.webhook
     try:
         return await read_body(request, settings.max_body_bytes, settings.read_timeout, content_type=content_type)
     except (WrongContentType, BodyTooLarge, BodyIncomplete) as exc:
         return refusal(request, endpoint, exc)
+    except asyncio.CancelledError:
+        if request.transport is None or request.transport.is_closing():
+            _incomplete(request, endpoint, "the client went away before the body ended", None)
+        raise

@@ -9,6 +9,7 @@ will retry), and 200 only once the body is committed. The body is read whole how
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import structlog
@@ -16,19 +17,13 @@ from aiohttp import web
 
 from alert_router import priority
 from alert_router.api.auth import Credentials
-from alert_router.api.body import BodyIncomplete, BodyTooLarge, WrongContentType, read_body, refusal
+from alert_router.api.body import REFUSED_OUTCOME, read_request
 from alert_router.appkeys import RUNTIME
 from alert_router.config import AuthConfig
 from alert_router.errors import PayloadError, StoreRejected, StoreUnavailable
 from alert_router.models import clean_body, parse_payload
 
 log = structlog.get_logger("alert_router.webhook")
-
-_OUTCOME: dict[type[Exception], str] = {
-    WrongContentType: "unsupported_media_type",
-    BodyTooLarge: "too_large",
-    BodyIncomplete: "incomplete",
-}
 
 
 def authorized(auth: AuthConfig, header: str | None) -> bool:
@@ -61,11 +56,14 @@ async def webhook(request: web.Request) -> web.Response:
         resp.headers["WWW-Authenticate"] = 'Bearer realm="alert-router"'
         return resp
     try:
-        body = await read_body(request, settings.webhook.max_body_bytes, settings.webhook.read_timeout)
-    except (WrongContentType, BodyTooLarge, BodyIncomplete) as exc:
-        rt.metrics.webhooks.labels(_OUTCOME[type(exc)]).inc()
-        return refusal(request, "webhook", exc)
-    body = clean_body(body)
+        raw = await read_request(request, "webhook")
+    except asyncio.CancelledError:
+        rt.metrics.webhooks.labels("incomplete").inc()
+        raise
+    if isinstance(raw, web.Response):
+        rt.metrics.webhooks.labels(REFUSED_OUTCOME[raw.status]).inc()
+        return raw
+    body = clean_body(raw)
     try:
         payload = parse_payload(body)
     except PayloadError as exc:
