@@ -43,7 +43,9 @@ def open_for_reading(url: str) -> Store:
     return create_store(url)
 
 
-def _with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the configured store for reading, run ``fn`` on it, close it; return what ``fn`` returned."""
+
     async def main() -> T:
         store = open_for_reading(config.store_url)
         await store.open()
@@ -78,7 +80,7 @@ def runs_command(config: Config, *, status: str | None, runbook: str | None, lim
     """``alert-router runs``."""
     out = out or sys.stdout
     try:
-        runs = _with_store(config, lambda s: s.runs(status=status, runbook=runbook, limit=limit))
+        runs = with_store(config, lambda s: s.runs(status=status, runbook=runbook, limit=limit))
     except StoreUnavailable as exc:
         print(f"alert-router: cannot read the store: {exc}", file=sys.stderr)
         return 2
@@ -105,7 +107,7 @@ def audit_list_command(config: Config, *, since: str | None, runbook: str | None
         print(f"alert-router: {exc}", file=sys.stderr)
         return 2
     try:
-        records = _with_store(
+        records = with_store(
             config, lambda s: s.audit_records(since=since_ts, runbook=runbook, run_id=run_id, limit=limit)
         )
     except StoreUnavailable as exc:
@@ -122,7 +124,7 @@ def audit_verify_command(config: Config, *, out: TextIO | None = None) -> int:
     """``alert-router audit verify``: exit 0 when the chain is intact, 1 when it is not."""
     out = out or sys.stdout
     try:
-        chain = _with_store(config, lambda s: s.audit_chain())
+        chain = with_store(config, lambda s: s.audit_chain())
     except StoreUnavailable as exc:
         print(f"alert-router: cannot read the store: {exc}", file=sys.stderr)
         return 2

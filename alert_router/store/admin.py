@@ -1,17 +1,24 @@
-"""``alert-router migrate``: apply (or show) the store's schema migrations explicitly.
+"""``alert-router migrate`` and ``alert-router inbox failed``: the store, looked after from the command line.
 
+``migrate`` applies (or shows) the store's schema migrations explicitly.
 The service applies missing migrations itself when it opens the store (for PostgreSQL, under an
 advisory lock, so replicas starting together are safe). Run this before a rollout instead when
 ``postgres.migrate`` is off, or to see which version a database is at.
+
+``inbox failed`` lists the webhook bodies ingest set aside (unparseable, refused by the store, or out of
+``ingest.max_attempts``), with their errors; they are kept until ``retention.done`` prunes them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sqlite3
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 
@@ -94,3 +101,27 @@ def migrate_command(config: Config, *, status_only: bool = False) -> int:
         path = Path(url[len("sqlite:///") :])
         return _sqlite_status(path) if status_only else asyncio.run(_sqlite(path))
     return asyncio.run(_postgres(url, config, status_only))
+
+
+def inbox_failed_command(config: Config, *, limit: int = 50, as_json: bool = False, out: TextIO | None = None) -> int:
+    """``alert-router inbox failed``: the webhook bodies set aside at ingest, newest first (exit 2: no store)."""
+    from alert_router.remediation.commands import with_store
+
+    out = out or sys.stdout
+    try:
+        failed = with_store(config, lambda s: s.failed_inbox(limit))
+    except StoreUnavailable as exc:
+        print(f"alert-router: cannot read the store: {exc}", file=sys.stderr)
+        return 2
+    if as_json:
+        print(json.dumps([f.to_json() for f in failed], indent=2), file=out)
+        return 0
+    if not failed:
+        print("no webhook bodies set aside", file=out)
+        return 0
+    for f in failed:
+        when = datetime.fromtimestamp(f.received_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        head = f"#{f.id}  received {when} UTC  {f.size} bytes  {f.attempts} attempt(s)"
+        print(f"{head}  group {f.group_key[:120]}", file=out)
+        print(f"    {f.error[:500]}", file=out)
+    return 0

@@ -7,6 +7,7 @@ ingest is set aside (failed, counted, listed) without holding back the rest of i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from alert_router.cli import main
 from alert_router.config import load
 from alert_router.errors import StoreRejected, StoreUnavailable
 from alert_router.metrics import Metrics
@@ -88,10 +90,11 @@ async def test_nul_and_long_keys_beside_clean_bodies_are_all_delivered(tmp_path:
 
 
 async def test_a_body_that_fails_at_ingest_is_set_aside_and_holds_back_nothing(
-    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, store_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """One body the store refuses, one that fails every time: the four clean ones of the batch go through."""
-    config = load(write_config(tmp_path, f"store: {store_url}\ningest: {{max_attempts: 3}}\n"), {})
+    path = write_config(tmp_path, f"store: {store_url}\ningest: {{max_attempts: 3}}\n")
+    config = load(path, {})
     store = create_store(config.store_url)
     await store.open()
     try:
@@ -125,6 +128,10 @@ async def test_a_body_that_fails_at_ingest_is_set_aside_and_holds_back_nothing(
         assert failed[flaky_key].attempts == 3 and "0x00" in failed[flaky_key].error
         assert metrics.inbox_failed._value.get() == 2
         assert (await store.depth(time.time())).inbox == 0
+        capsys.readouterr()
+        assert await asyncio.to_thread(main, ["inbox", "failed", "--config", str(path), "--json"]) == 0
+        listed = json.loads(capsys.readouterr().out)
+        assert {f["group_key"] for f in listed} == {refused_key, flaky_key}
     finally:
         await store.close()
 
