@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from alert_router.errors import StoreUnavailable
+from alert_router.errors import StoreRejected, StoreUnavailable
 from tests.helpers import JSON_TYPE, fixture_bytes, fixture_json, read_jsonl, running_app, settle, write_config
 
 AUTH = "auth:\n  bearer_token: s3cret-token\n  basic: {username: am, password: pw}\n"
@@ -106,6 +106,21 @@ async def test_store_down_gets_503(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert "Retry-After" in r.headers
         assert (await client.get("/readyz")).status == 503
         assert (await client.get("/healthz")).status == 200
+
+
+async def test_a_body_the_store_refuses_for_good_gets_400_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retrying a body the store can never hold would be 503 for ever: it is a 400 that names the field."""
+    async with running_app(write_config(tmp_path, AUTH)) as (client, rt):
+
+        async def refused(*a, **k):
+            raise StoreRejected("groupKey cannot be stored: index row size exceeds maximum", "groupKey")
+
+        monkeypatch.setattr(rt.store, "enqueue", refused)
+        r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"), headers=SENT)
+        assert r.status == 400
+        assert (await r.json())["field"] == "groupKey"
 
 
 async def test_repeat_and_resolution(tmp_path: Path) -> None:

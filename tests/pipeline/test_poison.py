@@ -143,3 +143,18 @@ async def _expire_leases(store: Any) -> None:
             await conn.execute("UPDATE inbox SET lease_until = 0 WHERE status = 'pending'")
     else:
         await store._write(lambda conn: conn.execute("UPDATE inbox SET lease_until = 0 WHERE status = 'pending'"))
+
+
+async def test_postgresql_refusing_the_data_is_store_rejected_naming_the_field(
+    fresh_pg_database: Callable[[], str],
+) -> None:
+    """PostgreSQL's data exceptions (here U+0000 in text) are permanent: StoreRejected, not StoreUnavailable."""
+    store = create_store(fresh_pg_database())
+    await store.open()
+    try:
+        with pytest.raises(StoreRejected) as caught:
+            await store.enqueue(b"{}", "group\x00key", time.time())
+        assert caught.value.field == "groupKey"
+        assert await store.enqueue(b"{}", "group\ufffdkey", time.time()) >= 1  # the store itself is fine
+    finally:
+        await store.close()
