@@ -40,6 +40,19 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
     return web.json_response(body, status=status)
 
 
+def _rejected(request: web.Request, what: str, error: str, field: str | None, **details: object) -> web.Response:
+    """A 400, counted as ``invalid`` and logged loudly: Alertmanager drops 4xx answers, so this notification is lost."""
+    request.app[RUNTIME].metrics.webhooks.labels("invalid").inc()
+    log.error(
+        f"webhook rejected: {what}; Alertmanager will not retry it",
+        error=error,
+        field=field,
+        user_agent=request.headers.get("User-Agent"),
+        **details,
+    )
+    return _error(400, error, field)
+
+
 async def webhook(request: web.Request) -> web.Response:
     """Accept one Alertmanager notification."""
     rt = request.app[RUNTIME]
@@ -67,16 +80,7 @@ async def webhook(request: web.Request) -> web.Response:
     try:
         payload = parse_payload(body)
     except PayloadError as exc:
-        rt.metrics.webhooks.labels("invalid").inc()
-        # Alertmanager drops 4xx answers: this notification is lost, so say it loudly.
-        log.error(
-            "webhook rejected: invalid body; Alertmanager will not retry it",
-            error=str(exc),
-            field=exc.field,
-            user_agent=request.headers.get("User-Agent"),
-            size=len(body),
-        )
-        return _error(400, str(exc), exc.field)
+        return _rejected(request, "invalid body", str(exc), exc.field, size=len(body))
     deadman = rt.deadman
     beats = deadman.heartbeats(payload) if deadman is not None else 0
     try:
@@ -89,13 +93,7 @@ async def webhook(request: web.Request) -> web.Response:
         urgency = priority.of_labels(a.labels for a in payload.alerts)
         inbox_id = await rt.store.enqueue(body, payload.group_key, received_at, urgency)
     except StoreRejected as exc:
-        rt.metrics.webhooks.labels("invalid").inc()
-        log.error(
-            "webhook rejected: the store cannot hold this body; Alertmanager will not retry it",
-            error=str(exc),
-            field=exc.field,
-        )
-        return _error(400, str(exc), exc.field)
+        return _rejected(request, "the store cannot hold this body", str(exc), exc.field, size=len(body))
     except StoreUnavailable as exc:
         rt.metrics.webhooks.labels("store_unavailable").inc()
         log.error("webhook not stored: store unavailable; answering 503 so Alertmanager retries", error=str(exc))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 import sys
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 
 from alert_router.config import Config
 from alert_router.errors import StoreUnavailable
+from alert_router.store.base import FailedInbox
 from alert_router.store.pgcommon import CONNECTION_ERRORS
 
 
@@ -105,23 +105,19 @@ def migrate_command(config: Config, *, status_only: bool = False) -> int:
 
 def inbox_failed_command(config: Config, *, limit: int = 50, as_json: bool = False, out: TextIO | None = None) -> int:
     """``alert-router inbox failed``: the webhook bodies set aside at ingest, newest first (exit 2: no store)."""
-    from alert_router.remediation.commands import with_store
+    from alert_router.remediation.commands import print_listing
 
-    out = out or sys.stdout
-    try:
-        failed = with_store(config, lambda s: s.failed_inbox(limit))
-    except StoreUnavailable as exc:
-        print(f"alert-router: cannot read the store: {exc}", file=sys.stderr)
-        return 2
-    if as_json:
-        print(json.dumps([f.to_json() for f in failed], indent=2), file=out)
-        return 0
-    if not failed:
-        print("no webhook bodies set aside", file=out)
-        return 0
+    return print_listing(
+        config, lambda s: s.failed_inbox(limit), _failed_lines, empty="no webhook bodies set aside",
+        as_json=as_json, out=out,
+    )
+
+
+def _failed_lines(failed: list[FailedInbox]) -> list[str]:
+    lines = []
     for f in failed:
         when = datetime.fromtimestamp(f.received_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
         head = f"#{f.id}  received {when} UTC  {f.size} bytes  {f.attempts} attempt(s)"
-        print(f"{head}  group {f.group_key[:120]}", file=out)
-        print(f"    {f.error[:500]}", file=out)
-    return 0
+        lines.append(f"{head}  group {f.group_key[:120]}")
+        lines.append(f"    {f.error[:500]}")
+    return lines
