@@ -238,7 +238,7 @@ default:
         assert lead[0]["rule"] == "pager" and lead[0]["extra"]["escalation"]["step"] == 1
         assert [a["fingerprint"] for a in lead[0]["alerts"]] == [FP]
 
-        r = await client.post("/webhook", data=json.dumps(alert_payload(status="resolved")).encode())
+        r = await client.post("/webhook", data=json.dumps(alert_payload(status="resolved")).encode(), headers=JSON_TYPE)
         assert r.status == 200
         lead = await wait_for(lambda: [x for x in read_jsonl(tmp_path / "data" / "lead.jsonl")
                                        if x["status"] == "resolved"], timeout=10)
