@@ -8,9 +8,9 @@ A body that fails is dealt with alone and never holds back the others of its bat
 for good (:class:`~alert_router.errors.StoreRejected`) or that cannot be parsed is set aside at once; one that
 fails otherwise is left to be claimed again (when its lease lapses) and set aside after
 ``ingest.max_attempts`` claims. Set aside means ``status = 'failed'`` with the error, counted in
-``alert_router_inbox_failed_total`` and listed by ``alert-router inbox failed``. Only when every body of a
-batch failed with :class:`~alert_router.errors.StoreUnavailable` is the store taken to be down, and ingest
-pauses.
+``alert_router_inbox_failed_total`` and listed by ``alert-router inbox failed``. After a
+:class:`~alert_router.errors.StoreUnavailable` the store is pinged: when it does not answer, the store itself
+is down, and ingest pauses (nothing is set aside for an outage).
 """
 
 from __future__ import annotations
@@ -180,7 +180,6 @@ class Ingestor:
         cfg = self.config.settings.ingest
         items = await self.store.claim_inbox(self.owner, limit, cfg.lease, time.time())
         renewed = time.monotonic()
-        unavailable: list[StoreUnavailable] = []
         for i, item in enumerate(items):
             if time.monotonic() - renewed > cfg.lease / 3:
                 await self.store.extend_lease("inbox", [it.id for it in items[i:]], self.owner, time.time() + cfg.lease)
@@ -190,17 +189,15 @@ class Ingestor:
             except StoreRejected as exc:
                 await self.set_aside(item, f"the store refuses it: {exc}")
             except StoreUnavailable as exc:
+                await self.store.ping()  # raises if the store itself is down: then ingest pauses, nothing is set aside
                 if item.attempts >= cfg.max_attempts:
                     await self.set_aside(item, f"failed on each of {item.attempts} attempts, last: {exc}")
                 else:
                     log.warning("webhook body not ingested; it will be tried again", inbox_id=item.id, error=str(exc))
-                    unavailable.append(exc)
             except Exception as exc:  # a bug tripped by one body must not stop the others
                 log.exception("webhook body not ingested: unexpected error", inbox_id=item.id)
                 if item.attempts >= cfg.max_attempts:
                     await self.set_aside(item, f"failed on each of {item.attempts} attempts, last: {exc!r}")
-        if unavailable and len(unavailable) == len(items):
-            raise unavailable[-1]  # not one body went through: the store itself is down, so pause
         return len(items)
 
     async def run(self) -> None:

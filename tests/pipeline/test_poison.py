@@ -8,7 +8,6 @@ ingest is set aside (failed, counted, listed) without holding back the rest of i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -121,8 +120,7 @@ async def test_a_body_that_fails_at_ingest_is_set_aside_and_holds_back_nothing(
         assert refused.group_key == refused_key and "refuses" in refused.error
         for _ in range(5):  # the flaky one is claimed again once its lease lapses, until it runs out of attempts
             await _expire_leases(store)
-            with contextlib.suppress(StoreUnavailable):  # alone in its batch, it looks like the store is down
-                await ingest.run_once()
+            await ingest.run_once()  # the store answers its ping: this body fails, not the store
         failed = {f.group_key: f for f in await store.failed_inbox()}
         assert set(failed) == {refused_key, flaky_key}
         assert failed[flaky_key].attempts == 3 and "0x00" in failed[flaky_key].error
@@ -156,5 +154,33 @@ async def test_postgresql_refusing_the_data_is_store_rejected_naming_the_field(
             await store.enqueue(b"{}", "group\x00key", time.time())
         assert caught.value.field == "groupKey"
         assert await store.enqueue(b"{}", "group\ufffdkey", time.time()) >= 1  # the store itself is fine
+    finally:
+        await store.close()
+
+
+async def test_an_outage_sets_nothing_aside(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the store does not answer, every body fails: ingest pauses, and no body is given up on."""
+    config = load(write_config(tmp_path, "ingest: {max_attempts: 2}\n"), {})
+    store = create_store(config.store_url)
+    await store.open()
+    try:
+        metrics = Metrics()
+        ingest = Ingestor(store, config, metrics, "test-owner")
+        for doc in CLEAN[:3]:
+            await store.enqueue(json.dumps(doc).encode(), doc["groupKey"], time.time())
+
+        async def down(*args: Any, **kwargs: Any) -> Any:
+            raise StoreUnavailable("database is locked")
+
+        monkeypatch.setattr(store, "commit_inbox", down)
+        monkeypatch.setattr(store, "ping", down)
+        for _ in range(4):
+            with pytest.raises(StoreUnavailable):
+                await ingest.run_once()
+            await _expire_leases(store)
+        monkeypatch.undo()
+        assert await store.failed_inbox() == [] and metrics.inbox_failed._value.get() == 0
+        await ingest.run_once()
+        assert len(await store.alerts()) == 3
     finally:
         await store.close()
