@@ -229,11 +229,11 @@ async def test_an_incident_opened_by_escalation_resolves_with_the_group(
     cfg.write_text(cfg.read_text() + "chat:\n  escalation: {poll_interval: 0.1}\n"
                    "  users:\n    - {name: rita, slack: URESP, role: responder}\n")
     async with running_app(cfg) as (client, rt):
-        r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"))
+        r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"), headers=JSON_TYPE)
         assert r.status == 200
         await wait_for(lambda: pagerduty_standin.alerts(), timeout=10)
         assert pagerduty_standin.alerts()[0].status == "triggered"
-        r = await client.post("/webhook", data=fixture_bytes("resolved-service-down.json"))
+        r = await client.post("/webhook", data=fixture_bytes("resolved-service-down.json"), headers=JSON_TYPE)
         assert r.status == 200
         await wait_for(lambda: pagerduty_standin.alerts()[0].status == "resolved", timeout=10)
         await settle(rt)
