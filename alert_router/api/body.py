@@ -8,11 +8,12 @@ segmentation, and answers for the three ways that can go wrong:
 * **Too large** — more than ``limit`` bytes (announced, or counted while reading a chunked body):
   :class:`BodyTooLarge`, answered 413 as soon as the cap is crossed; no more than the cap and one read's
   worth is ever held.
-* **Not JSON** — a ``Content-Type`` other than ``application/json`` (a ``charset`` parameter is fine):
+* **Not JSON** — a ``Content-Type`` other than ``application/json`` (a ``charset`` parameter is fine; Slack's
+  endpoints take the form bodies Slack sends instead):
   :class:`WrongContentType`, answered 415 before a byte of the body is read. Form and multipart bodies are
   what a web page in a browser can post cross-origin without asking, so they are never taken.
 * **Incomplete** — the client went away, the body ended before its announced length, or it did not arrive
-  within ``timeout``: :class:`BodyIncomplete`. That is *not* the sender's mistake, and Alertmanager treats
+  within ``webhook.read_timeout``: :class:`BodyIncomplete`. That is *not* the sender's mistake, and Alertmanager treats
   every 4xx as final and drops the notification, so it is answered 503 (retry), logged and counted in
   ``alert_router_body_incomplete_total{endpoint}``.
 
@@ -39,7 +40,6 @@ __all__ = [
     "BodyIncomplete",
     "BodyTooLarge",
     "WrongContentType",
-    "is_json",
     "read_body",
     "read_request",
     "refusal",
@@ -49,16 +49,15 @@ JSON_TYPE = "application/json"
 
 
 class WrongContentType(Exception):
-    """The request's ``Content-Type`` is not the one the endpoint takes."""
+    """The request's ``Content-Type`` is not the one the endpoint takes (``expected``)."""
+
+    def __init__(self, expected: str) -> None:
+        self.expected = expected
+        super().__init__(f"Content-Type must be {expected}")
 
 
 BodyError = BodyTooLarge | BodyIncomplete | WrongContentType
 """What :func:`read_body` raises."""
-
-
-def is_json(request: web.Request) -> bool:
-    """Whether the request says its body is JSON (``application/json``, any parameters such as ``charset``)."""
-    return request.content_type == JSON_TYPE
 
 
 async def read_body(
@@ -70,7 +69,7 @@ async def read_body(
     :class:`BodyTooLarge` or :class:`BodyIncomplete` as described in the module docstring.
     """
     if content_type is not None and request.content_type != content_type:
-        raise WrongContentType(request.content_type)
+        raise WrongContentType(content_type)
     announced = request.content_length
     if announced is not None and announced > limit:
         raise BodyTooLarge(limit, announced)
@@ -83,16 +82,9 @@ async def read_body(
 def refusal(request: web.Request, endpoint: str, exc: BodyError) -> web.Response:
     """The answer to a body that could not be read, logged and counted; see the module docstring."""
     if isinstance(exc, WrongContentType):
-        log.warning(
-            "request refused: the body is not JSON",
-            endpoint=endpoint,
-            content_type=request.headers.get("Content-Type", ""),
-        )
-        return json_error(
-            request,
-            415,
-            f"Content-Type must be {JSON_TYPE} (got {request.headers.get('Content-Type', 'none')!r})",
-        )
+        got = request.headers.get("Content-Type", "")
+        log.warning("request refused: wrong media type", endpoint=endpoint, content_type=got, expected=exc.expected)
+        return json_error(request, 415, f"{exc} (got {got or 'none'!r})")
     if isinstance(exc, BodyTooLarge):
         log.error("request refused: body too large", endpoint=endpoint, limit=exc.limit, size=exc.size)
         size = f"of {exc.size} bytes " if exc.size is not None else ""
