@@ -62,9 +62,14 @@ class MetricsConfig(ConfigModel):
 
 
 class WebhookConfig(ConfigModel):
-    """Limits on incoming webhooks."""
+    """Limits on incoming request bodies (the webhook, and Slack, Telegram and the runs API alike).
+
+    ``max_body_bytes``: a larger body is answered 413. ``read_timeout``: a body that has not arrived whole
+    within it is answered 503 (never a 4xx, which Alertmanager would treat as final).
+    """
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    read_timeout: Duration = 30.0
 
 
 class DedupConfig(ConfigModel):
@@ -90,6 +95,8 @@ class IngestConfig(ConfigModel):
 
     lease: Duration = 60.0
     poll_interval: Duration = 1.0
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    """Claims of one body before it is set aside as failed (``alert-router inbox failed`` lists them)."""
 
 
 class RetentionConfig(ConfigModel):

@@ -3,6 +3,14 @@
 For each body: parse, observe every alert (dedup), and for the alerts whose state changed, plan one
 ``notify`` item per receiver holding the whole group's alerts that route there. All of it commits in
 one transaction with the body marked done, so a crash leaves either nothing or everything.
+
+A body that fails is dealt with alone and never holds back the others of its batch. One the store refuses
+for good (:class:`~alert_router.errors.StoreRejected`) or that cannot be parsed is set aside at once; one that
+fails otherwise is left to be claimed again (when its lease lapses) and set aside after
+``ingest.max_attempts`` claims. Set aside means ``status = 'failed'`` with the error, counted in
+``alert_router_inbox_failed_total`` and listed by ``alert-router inbox failed``. After a
+:class:`~alert_router.errors.StoreUnavailable` the store is pinged: when it does not answer, the store itself
+is down, and ingest pauses (nothing is set aside for an outage).
 """
 
 from __future__ import annotations
@@ -20,7 +28,7 @@ from alert_router import priority
 from alert_router.chat.escalation import closing_items
 from alert_router.config import Config
 from alert_router.deadman import DeadmanSwitch
-from alert_router.errors import PayloadError, StoreUnavailable
+from alert_router.errors import PayloadError, StoreRejected, StoreUnavailable
 from alert_router.metrics import Metrics
 from alert_router.models import Alert, WebhookPayload, parse_payload
 from alert_router.pipeline.dedup import Observation
@@ -114,8 +122,7 @@ class Ingestor:
         try:
             payload = parse_payload(item.body)
         except PayloadError as exc:
-            log.error("stored webhook body cannot be parsed; marked failed", inbox_id=item.id, error=str(exc))
-            await self.store.fail_inbox(item, self.owner, str(exc), now)
+            await self.set_aside(item, f"cannot be parsed: {exc}")
             return False
         if self.deadman is not None:
             payload = self.deadman.without_heartbeats(payload)
@@ -148,18 +155,49 @@ class Ingestor:
             )
         return result.committed
 
+    async def set_aside(self, item: InboxItem, error: str) -> None:
+        """Mark a body failed for good: counted, logged, and listed by ``alert-router inbox failed``."""
+        error = error.replace("\x00", "\ufffd")[:2000]
+        log.error(
+            "webhook body set aside as failed; its alerts are not notified",
+            inbox_id=item.id,
+            group_key=item.group_key[:200],
+            attempts=item.attempts,
+            error=error,
+        )
+        await self.store.fail_inbox(item, self.owner, error, time.time())
+        self.metrics.inbox_failed.inc()
+
     async def run_once(self, limit: int = 64) -> int:
         """Claim and process one batch, one body after the other; return how many were claimed.
 
         One after the other, not side by side: committing a batch's bodies together measured slower both
         for accepting webhooks and end to end (``bench/shipped.py``: 0.14 against 0.29 of bare aiohttp, and
         1,159 against 1,412 alerts/s), the planning of 64 bodies at once holding the interpreter from the
-        webhooks and the deliveries.
+        webhooks and the deliveries. The lease of the bodies still waiting is renewed while the batch goes
+        on (a batch of large groups can outlast it). Each body's failure is its own (module docstring).
         """
         cfg = self.config.settings.ingest
         items = await self.store.claim_inbox(self.owner, limit, cfg.lease, time.time())
-        for item in items:
-            await self.process(item)
+        renewed = time.monotonic()
+        for i, item in enumerate(items):
+            if time.monotonic() - renewed > cfg.lease / 3:
+                await self.store.extend_lease("inbox", [it.id for it in items[i:]], self.owner, time.time() + cfg.lease)
+                renewed = time.monotonic()
+            try:
+                await self.process(item)
+            except StoreRejected as exc:
+                await self.set_aside(item, f"the store refuses it: {exc}")
+            except StoreUnavailable as exc:
+                await self.store.ping()  # raises if the store itself is down: then ingest pauses, nothing is set aside
+                if item.attempts >= cfg.max_attempts:
+                    await self.set_aside(item, f"failed on each of {item.attempts} attempts, last: {exc}")
+                else:
+                    log.warning("webhook body not ingested; it will be tried again", inbox_id=item.id, error=str(exc))
+            except Exception as exc:  # a bug tripped by one body must not stop the others
+                log.exception("webhook body not ingested: unexpected error", inbox_id=item.id)
+                if item.attempts >= cfg.max_attempts:
+                    await self.set_aside(item, f"failed on each of {item.attempts} attempts, last: {exc!r}")
         return len(items)
 
     async def run(self) -> None:

@@ -906,7 +906,7 @@ def test_self_monitoring_rule_is_the_shipped_file_with_or_without_the_watchdog(t
     path.write_text(yaml.safe_dump(rule["spec"]))
     result = subprocess.run([promtool_bin(), "check", "rules", str(path)], capture_output=True, text=True,
                             timeout=60, check=False)
-    assert result.returncode == 0 and "SUCCESS: 6 rules found" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "SUCCESS: 7 rules found" in result.stdout, result.stdout + result.stderr
     without = one(render({"prometheusRule": {"enabled": True, "watchdog": False}}), "PrometheusRule",
                   f"{RELEASE}-self-monitoring")
     assert [g["name"] for g in without["spec"]["groups"]] == ["alert-router.self"]
