@@ -44,6 +44,7 @@ from alert_router.remediation.actions import REGISTRY, ActionParams
 from alert_router.remediation.evidence import EVIDENCE_KINDS, EvidenceSettings
 from alert_router.remediation.templating import (
     CONDITION_VARS,
+    FAILURE_VARS,
     STEP_VARS,
     TemplateProblem,
     check_condition,
@@ -215,7 +216,7 @@ def _load_steps(
             if value is None:
                 continue
             try:
-                check_value(value, STEP_VARS)
+                check_value(value, FAILURE_VARS if section == "on_failure" else STEP_VARS)
             except TemplateProblem as exc:
                 field_key = action.params.model_fields[fname].alias or fname
                 problems.append(lines.problem((*path, field_key), f"{section}.{i}.{field_key}: {exc}"))
