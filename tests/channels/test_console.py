@@ -1,0 +1,65 @@
+"""The ``console`` receiver prints the message as a person reads it, and never loses a line to the repeat filter."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+import structlog
+
+from alert_router.channels.console import ConsoleChannel
+from alert_router.logging import configure_logging
+from alert_router.scrub import ScrubFilter
+from tests.channels.helpers import alert, notification
+
+
+def _logs(fmt: str) -> Iterator[io.StringIO]:
+    buf = io.StringIO()
+    root = logging.getLogger()
+    before = list(root.handlers)
+    configure_logging(fmt, "info", stream=buf)  # repeats: once per 60 s, as served
+    try:
+        yield buf
+    finally:
+        structlog.reset_defaults()
+        for handler in root.handlers:
+            handler.filters = [f for f in handler.filters if not isinstance(f, ScrubFilter)]
+            if handler not in before:
+                root.removeHandler(handler)
+
+
+@pytest.fixture
+def console_logs() -> Iterator[io.StringIO]:
+    """The service's logging in the console format, into a buffer; restored afterwards."""
+    yield from _logs("console")
+
+
+@pytest.fixture
+def json_logs() -> Iterator[io.StringIO]:
+    """The service's logging in the JSON format, into a buffer; restored afterwards."""
+    yield from _logs("json")
+
+
+async def test_console_format_prints_the_plain_text_message(console_logs: io.StringIO) -> None:
+    """No dict reprs: the text the email receiver sends, line under line; every firing update gets its line."""
+    channel = ConsoleChannel("console", True)
+    n = notification([alert(annotations={"summary": "Model service might be down!"})],
+                     extra={"escalation": {"rule": "lead", "step": 1, "repeat": 2, "after": 60, "unacked_for": 75}})
+    await channel.send(n, None)
+    await channel.send(n, None)  # a warning-level repeat inside the interval: still printed
+    out = console_logs.getvalue()
+    assert "{'status'" not in out and "alerts=" not in out and "extra=" not in out
+    assert out.count("notification → slack (firing)") == 2
+    assert "    FIRING ModelServiceDown [critical]" in out
+    assert "      Summary:     Model service might be down!" in out
+    assert "ESCALATION: Escalation 1 of 2: not acknowledged for 1m" in out
+
+
+async def test_json_format_keeps_the_structure_and_adds_the_text(json_logs: io.StringIO) -> None:
+    await ConsoleChannel("console", False).send(notification(), None)
+    (line,) = [json.loads(raw) for raw in json_logs.getvalue().splitlines() if '"notification"' in raw]
+    assert line["alerts"][0]["alertname"] == "ModelServiceDown" and "summary" not in line["alerts"][0]
+    assert line["text"].startswith("[FIRING:1] ModelServiceDown") and "Summary:" not in line["text"]
