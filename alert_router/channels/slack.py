@@ -27,7 +27,7 @@ from alert_router.errors import FailureReason
 from alert_router.graph.files import load_pictures, new_pictures, posted_keys
 from alert_router.models import Notification
 from alert_router.render import defaults
-from alert_router.render.context import build_context
+from alert_router.render.context import build_context, group_id
 from alert_router.render.slack_blocks import MAX_BLOCKS, build_blocks, fallback_text
 from alert_router.render.support import (
     links_option,
@@ -54,6 +54,12 @@ JITTER_MARGIN = 1.05
 """Default rates are this much under the published ones: time to render and send varies per message."""
 GONE_ERRORS = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 """``chat.update`` failures after which a new message is posted instead."""
+METADATA_EVENT = "alert_router_notification"
+"""The ``event_type`` of the metadata every posted message carries (with the delivery id in its payload)."""
+LOOKUP_PAGES = 3
+LOOKUP_PAGE_SIZE = 200
+LOOKUP_MARGIN = 600.0
+"""How far before the notification was received ``conversations.history`` looks (seconds; clocks differ)."""
 
 
 class SlackConfig(ConfigModel):
@@ -119,6 +125,7 @@ class SlackChannel:
         self.body = Template("mrkdwn", defaults.SLACK_BODY, cfg.template, name="template", receiver=receiver)
         self._session: aiohttp.ClientSession | None = None
         self._client: AsyncWebClient | None = None
+        self._tried: set[Any] = set()
 
     def destination(self) -> str:
         """The Slack channel."""
@@ -214,8 +221,16 @@ class SlackChannel:
                         data = getattr(exc.response, "data", None)
                         if not (isinstance(data, dict) and data.get("error") in GONE_ERRORS):
                             raise
+            earlier = await self._posted_before(client, notification)
+            if earlier is not None:
+                await client.chat_update(channel=str(earlier["channel"]), ts=str(earlier["ts"]), text=text,
+                                         blocks=blocks)
+                log.info("found the message an earlier attempt posted; edited it instead of posting again",
+                         receiver=self.receiver, ts=earlier["ts"])
+                return {"channel": earlier["channel"], "ts": earlier["ts"], "status": status}
             response = await client.chat_postMessage(
-                channel=self.channel, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
+                channel=self.channel, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False,
+                metadata=self.metadata(notification),
             )
         except SlackApiError as exc:
             raise map_slack_error(exc) from None
@@ -225,6 +240,57 @@ class SlackChannel:
             message = redact(f"slack: {type(exc).__name__}: {exc}", [secret(self.cfg.token)])
             raise ChannelError(FailureReason.CONNECTION, message, retryable=True) from exc
         return {"channel": response.get("channel") or self.channel, "ts": response.get("ts"), "status": status}
+
+    @staticmethod
+    def metadata(notification: Notification) -> dict[str, Any] | None:
+        """The message metadata that names the delivery that posted it (``event_type`` + ``delivery_id``)."""
+        delivery = notification.extra.get("delivery_id")
+        if delivery is None:
+            return None
+        return {"event_type": METADATA_EVENT,
+                "event_payload": {"delivery_id": str(delivery), "group_id": group_id(notification.group_key)}}
+
+    async def _posted_before(self, client: AsyncWebClient, notification: Notification) -> MessageRef | None:
+        """The message an earlier attempt of this delivery posted, found by its metadata, or ``None``.
+
+        Only asked when an attempt may have posted without its reference being recorded: the delivery was
+        claimed before (a crash, a postponed retry) or tried before in this process (a timeout after Slack
+        accepted). A lookup that Slack refuses for good (no ``channels:history`` scope, a channel given by
+        name) is logged and the message is posted; a retryable refusal fails the attempt.
+        """
+        delivery = notification.extra.get("delivery_id")
+        if delivery is None:
+            return None
+        again = int(notification.extra.get("delivery_attempts") or 1) > 1 or delivery in self._tried
+        if len(self._tried) > 10_000:
+            self._tried.clear()
+        self._tried.add(delivery)
+        if not again:
+            return None
+        oldest = f"{notification.received_at.timestamp() - LOOKUP_MARGIN:.6f}"
+        cursor: str | None = None
+        for _ in range(LOOKUP_PAGES):
+            try:
+                response = await client.conversations_history(
+                    channel=self.channel, oldest=oldest, limit=LOOKUP_PAGE_SIZE, include_all_metadata=True,
+                    cursor=cursor,
+                )
+            except SlackApiError as exc:
+                error = map_slack_error(exc)
+                if error.retryable:
+                    raise
+                log.warning("cannot look for an earlier attempt's message; posting (a duplicate is possible)",
+                            receiver=self.receiver, error=str(error))
+                return None
+            for message in response.get("messages") or []:
+                meta = message.get("metadata") or {}
+                payload = meta.get("event_payload") or {}
+                if meta.get("event_type") == METADATA_EVENT and str(payload.get("delivery_id")) == str(delivery):
+                    return {"channel": self.channel, "ts": message["ts"]}
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor or not response.get("has_more"):
+                break
+        return None
 
     async def aclose(self) -> None:
         """Close the HTTP session."""

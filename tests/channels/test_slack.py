@@ -249,3 +249,43 @@ async def test_digest_lists_every_alert_of_a_full_chunk(slack: SlackChannel, sla
     body = texts(msg.blocks or [])
     assert all(f"`{a.fingerprint[:8]}`" in body for a in alerts)
     assert "did not fit" not in body and not any(b["type"] == "actions" for b in msg.blocks or [])
+
+
+async def test_crash_after_post_edits_the_posted_message_instead_of_leaving_it_firing(
+    slack_standin: SlackStandin,
+) -> None:
+    """A post whose reference was never recorded (SIGKILL mid-send) is found by its metadata, not posted again.
+
+    After the restart the delivery is claimed again (attempts 2) with no reference: the channel looks the
+    delivery id up with ``conversations.history`` and edits that message; the resolve then edits it too, so
+    nothing is left saying FIRING.
+    """
+    n = notification(extra={"delivery_id": 41, "delivery_attempts": 1})
+    before_crash = make(slack_standin)
+    await before_crash.send(n, None)  # posted; the process dies before the reference is stored
+    [posted] = slack_standin.messages["C0ALERTS"]
+    assert posted.metadata == {"event_type": "alert_router_notification",
+                               "event_payload": {"delivery_id": "41", "group_id": group_id(n.group_key)}}
+    after_restart = make(slack_standin)
+    try:
+        retry = notification(extra={"delivery_id": 41, "delivery_attempts": 2})
+        ref = await after_restart.send(retry, None)
+        assert ref is not None and ref["ts"] == posted.ts
+        assert len(slack_standin.messages["C0ALERTS"]) == 1
+        done = notification([alert(status="resolved")], extra={"delivery_id": 42, "delivery_attempts": 1})
+        await after_restart.send(done, ref)
+    finally:
+        await before_crash.aclose()
+        await after_restart.aclose()
+    [only] = slack_standin.messages["C0ALERTS"]
+    assert "[RESOLVED]" in only.blocks[0]["text"]["text"]  # type: ignore[index]
+    assert not any(m.blocks and "FIRING" in m.blocks[0]["text"]["text"] for m in slack_standin.all_messages())
+    lookups = [r for r in slack_standin.requests if r.method == "conversations.history"]
+    assert len(lookups) == 1  # only the re-claimed delivery looked; first attempts do not
+
+
+async def test_retry_without_an_earlier_post_posts_once(slack: SlackChannel, slack_standin: SlackStandin) -> None:
+    """A re-claimed delivery whose first attempt never reached Slack finds nothing and posts."""
+    ref = await slack.send(notification(extra={"delivery_id": 5, "delivery_attempts": 3}), None)
+    [msg] = slack_standin.messages["C0ALERTS"]
+    assert ref is not None and ref["ts"] == msg.ts
