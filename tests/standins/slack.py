@@ -251,7 +251,7 @@ class SlackMessage:
     edits: int = 0
     files: list[SlackFile] = field(default_factory=list)
     metadata: dict[str, Any] | None = None
-    """``{"event_type", "event_payload"}`` as posted; ``conversations.history`` shows it with ``include_all_metadata``."""
+    """``{"event_type", "event_payload"}`` as posted (``conversations.history`` shows it on request)."""
 
     def as_api(self, bot_user: str, bot_id: str, team: str, *, metadata: bool = False) -> dict[str, Any]:
         """Return the message object the way Slack's API shows it (``metadata`` only when asked for)."""

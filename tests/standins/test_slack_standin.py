@@ -237,8 +237,9 @@ async def test_metadata_and_conversations_history_as_documented(slack_standin: S
     first = await c.chat_postMessage(channel="C0ALERTS", text="one", metadata=meta)
     await c.chat_postMessage(channel="C0ALERTS", text="reply", thread_ts=first["ts"])
     second = await c.chat_postMessage(channel="C0ALERTS", text="two")
+    bad_meta = {"event_type": "has space", "event_payload": {}}
     with pytest.raises(SlackApiError) as bad:
-        await c.chat_postMessage(channel="C0ALERTS", text="x", metadata={"event_type": "has space", "event_payload": {}})
+        await c.chat_postMessage(channel="C0ALERTS", text="x", metadata=bad_meta)
     assert bad.value.response["error"] == "invalid_metadata_schema"
     plain = await c.conversations_history(channel="C0ALERTS")
     assert [m["text"] for m in plain["messages"]] == ["two", "one"] and "metadata" not in plain["messages"][1]
