@@ -30,10 +30,13 @@ from alert_router.render import defaults
 from alert_router.render.context import build_context, group_id
 from alert_router.render.slack_blocks import MAX_BLOCKS, build_blocks, fallback_text
 from alert_router.render.support import (
+    RunbooksFor,
     links_option,
     missing_when_enabled,
     redact,
     report_template_errors,
+    runbook_applies,
+    runbooks_option,
     template_field,
 )
 from alert_router.render.templates import Template, fit
@@ -117,11 +120,15 @@ class SlackChannel:
     edits_in_place = True
     """A group's message is edited as the group changes (storm control refreshes it after a digest)."""
 
-    def __init__(self, receiver: str, cfg: SlackConfig, links: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, receiver: str, cfg: SlackConfig, links: dict[str, Any] | None = None,
+        runbooks_for: RunbooksFor | None = None,
+    ) -> None:
         self.receiver = receiver
         self.cfg = cfg
         self.channel = cfg.channel
         self.links = links or {}
+        self.runbooks_for = runbooks_for
         self.body = Template("mrkdwn", defaults.SLACK_BODY, cfg.template, name="template", receiver=receiver)
         self._session: aiohttp.ClientSession | None = None
         self._client: AsyncWebClient | None = None
@@ -158,7 +165,8 @@ class SlackChannel:
             ctx = build_context(notification, links=self.links, max_alerts=n)
             errs: list[str] = []
             body = self.body.render(ctx, errs)
-            blocks, cut = build_blocks(ctx, body, actions=self.cfg.actions)
+            blocks, cut = build_blocks(ctx, body, actions=self.cfg.actions,
+                                       runbook=runbook_applies(self.runbooks_for, ctx))
             if n is None:
                 errors.extend(errs)
             return ctx, blocks, cut
@@ -303,7 +311,7 @@ class SlackChannel:
 
 def _build(receiver: str, cfg: Any, ctx: ChannelContext) -> SlackChannel:
     assert isinstance(cfg, SlackConfig)
-    return SlackChannel(receiver, cfg, links_option(ctx.options))
+    return SlackChannel(receiver, cfg, links_option(ctx.options), runbooks_option(ctx.options))
 
 
 TYPE = ChannelType("slack", SlackConfig, _build, secret_free=False)

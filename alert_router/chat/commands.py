@@ -49,7 +49,7 @@ from alert_router.matchers import (
     parse_matchers,
     select_matching,
 )
-from alert_router.pipeline.route import route_labels
+from alert_router.remediation.plan import applicable_runbooks
 from alert_router.remediation.runs import RunRecord
 from alert_router.render.context import SEVERITY_MARKERS, SEVERITY_ORDER, group_id, key_labels, short_id
 from alert_router.store.base import AlertRecord, NewOutboxItem, Store
@@ -89,6 +89,8 @@ DESCRIPTIONS: dict[str, str] = {
 ALIASES = {"start": "help", "approve": "runbook approve", "deny": "runbook deny", "runbooks": "runbook list"}
 MIN_ID = 4
 MAX_LISTED = 30
+MAX_IDS = 50
+"""Alert ids one command takes."""
 _ID = re.compile(r"^[0-9A-Za-z]{4,64}$")
 _SILENCE_ID = re.compile(r"^[0-9A-Za-z-]{4,64}$")
 _DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
@@ -211,6 +213,22 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+ECHO_LIMIT = 40
+"""Characters of the user's input an error reply quotes back (the rest is elided)."""
+
+
+def elide(text: str, limit: int) -> str:
+    """``text`` cut after ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def shown(token: str, limit: int = ECHO_LIMIT) -> str:
+    """``token`` quoted for a reply, elided past ``limit`` characters: ``'aaaa…' (50,000 characters)``."""
+    if len(token) <= limit:
+        return repr(token)
+    return f"{token[:limit]!r}… ({len(token):,} characters)"
+
+
 def _unquote(token: str) -> str:
     if len(token) >= 2 and token[0] == token[-1] == '"':
         return token[1:-1].replace('\\"', '"').replace("\\\\", "\\")
@@ -223,20 +241,20 @@ def _matchers(tokens: Sequence[str], command: str) -> tuple[Matcher, ...]:
         try:
             out.extend(parse_matchers(token))
         except MatcherError as exc:
-            raise ParseError(f"{token!r} is not a matcher: {exc}", command) from None
+            raise ParseError(f"{shown(token)} is not a matcher: {elide(str(exc), 200)}", command) from None
     return tuple(out)
 
 
 def _alert_id(token: str, command: str) -> str:
     if not _ID.match(token):
-        raise ParseError(f"{token!r} is not an alert id (give at least {MIN_ID} characters of it)", command)
+        raise ParseError(f"{shown(token)} is not an alert id (give at least {MIN_ID} characters of it)", command)
     return token.lower()
 
 
 def _run_id(token: str, command: str) -> int:
     text = token.removeprefix("#")
     if not text.isdigit():
-        raise ParseError(f"{token!r} is not a run id (a number, as `runbook list` shows it)", command)
+        raise ParseError(f"{shown(token)} is not a run id (a number, as `runbook list` shows it)", command)
     return int(text)
 
 
@@ -248,10 +266,10 @@ def _command_word(tokens: list[str]) -> tuple[str, list[str]]:
         sub = rest[0].lower() if rest else "list"
         name = f"runbook {sub}"
         if name not in COMMANDS:
-            raise ParseError(f"unknown runbook command {sub!r}: use list, run, approve or deny", "runbook list")
+            raise ParseError(f"unknown runbook command {shown(sub)}: use list, run, approve or deny", "runbook list")
         return name, rest[1:]
     if word not in COMMANDS:
-        raise ParseError(f"unknown command {tokens[0]!r}")
+        raise ParseError(f"unknown command {shown(tokens[0])}")
     return word, rest
 
 
@@ -272,6 +290,8 @@ def parse_command(text: str) -> Command:
     if name == "ack":
         if not args:
             raise ParseError("which alert? give its id", name)
+        if len(args) > MAX_IDS:
+            raise ParseError(f"{len(args):,} ids: give at most {MAX_IDS} at once", name)
         return Command(name, ids=tuple(_alert_id(a, name) for a in args), text=text)
     if name == "silence":
         return _parse_silence(args, text)
@@ -288,7 +308,7 @@ def parse_command(text: str) -> Command:
             raise ParseError("give the run id", name)
         comment = " ".join(_unquote(a) for a in args[1:])
         return Command(name, run_id=_run_id(args[0], name), comment=comment, text=text)
-    raise ParseError(f"unknown command {tokens[0]!r}")  # pragma: no cover - every name is handled above
+    raise ParseError(f"unknown command {shown(tokens[0])}")  # pragma: no cover - every name is handled above
 
 
 def _parse_silence(args: list[str], text: str) -> Command:
@@ -553,7 +573,7 @@ class CommandService:
         topic = " ".join(cmd.topic.split())
         topic = ALIASES.get(topic, topic)
         if topic and topic not in COMMANDS and topic != "runbook":
-            raise CommandError(f"No command {topic!r}. Try {prefix}help")
+            raise CommandError(f"No command {shown(topic)}. Try {prefix}help")
         names = [n for n in COMMANDS if not topic or n == topic or n.startswith(topic + " ")]
         lines = [f"alert-router commands (you are {principal.name}, role {principal.role or 'none'}):"]
         for name in names:
@@ -601,7 +621,7 @@ class CommandService:
     async def _alerts(self, cmd: Command, principal: Principal) -> _Outcome:
         now = self.clock.now()
         records = await select_matching(cmd.matchers, await self.store.alerts("firing"), lambda a: a.labels)
-        where = f" matching {format_matchers(cmd.matchers)}" if cmd.matchers else ""
+        where = f" matching {elide(format_matchers(cmd.matchers), 300)}" if cmd.matchers else ""
         if not records:
             return _Outcome(Reply(f"No firing alerts{where}."))
         timers: dict[str, float] = {}
@@ -678,7 +698,7 @@ class CommandService:
         silence_id = await self.alertmanager.create_silence(
             matchers, starts_at=start, ends_at=end, created_by=principal.actor, comment=comment
         )
-        text = (f"{principal.name} silenced {format_matchers(matchers)} for {format_duration(duration)} "
+        text = (f"{principal.name} silenced {elide(format_matchers(matchers), 300)} for {format_duration(duration)} "
                 f"(until {end.strftime('%Y-%m-%d %H:%M UTC')}). Silence id: {silence_id}\n"
                 f"{self.alertmanager.silence_link(silence_id)}")
         return _Outcome(Reply(text, public=True), details={
@@ -702,9 +722,7 @@ class CommandService:
         return _Outcome(Reply(text, public=True), details=details)
 
     def _applicable_runbooks(self, labels: Mapping[str, str]) -> list[str]:
-        route = route_labels(labels, self.config.rules, self.config.default)
-        names = [name for name, _ in route.runbooks]
-        return [n for n in names if n in self.config.runbooks and self.config.runbooks[n].matches(dict(labels))]
+        return applicable_runbooks(self.config, labels)
 
     async def _runbook_list(self, cmd: Command, principal: Principal) -> _Outcome:
         prefix = self.prefix(principal.identity.platform)
@@ -743,7 +761,7 @@ class CommandService:
         if cmd.runbook:
             name = cmd.runbook
             if name not in self.config.runbooks:
-                raise CommandError(f"No runbook {name!r}. See {prefix}runbook list")
+                raise CommandError(f"No runbook {shown(name)}. See {prefix}runbook list")
             rec = records[0]
         else:  # the Run runbook button: the runbook that applies to the alert, if exactly one does
             options = {r.fingerprint: self._applicable_runbooks(r.labels) for r in records}

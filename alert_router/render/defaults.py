@@ -113,8 +113,8 @@ TELEGRAM = """\
 <i>{{ a.description|clip(500) }}</i>
 {% endif %}
 {% if a.firing %}Firing for {{ a.duration }}{% else %}Resolved, fired for {{ a.duration }}{% endif %}{% if a.acked_by %} · acked by {{ a.acked_by|clip(80) }}{% endif %} · <code>{{ a.short_id }}</code>
-{% if a.links.generator or a.links.grafana or a.links.alertmanager %}
-{% if a.links.generator %}{{ a.links.generator|link("Source") }} {% endif %}{% if a.links.grafana %}{{ a.links.grafana|link("Grafana") }} {% endif %}{% if a.links.alertmanager %}{{ a.links.alertmanager|link("Alertmanager") }}{% endif %}
+{% if a.links.generator or a.links.grafana or a.links.alertmanager or a.links.silence %}
+{% if a.links.generator %}{{ a.links.generator|link("Source") }} {% endif %}{% if a.links.grafana %}{{ a.links.grafana|link("Grafana") }} {% endif %}{% if a.links.alertmanager %}{{ a.links.alertmanager|link("Alertmanager") }} {% endif %}{% if a.links.silence %}{{ a.links.silence|link("Silence") }}{% endif %}
 
 {% endif %}
 {% else %}

@@ -54,9 +54,13 @@ async def test_posts_block_kit_message_with_buttons(slack: SlackChannel, slack_s
     assert "http://grafana|Grafana>" in body
     actions = next(b for b in msg.blocks if b["type"] == "actions")
     ids = [e["action_id"] for e in actions["elements"]]
-    assert ids == ["alert_router.ack", "alert_router.sil1h", "alert_router.rb"]
-    decoded = [decode_action(e["value"]) for e in actions["elements"]]
-    assert [d.action for d in decoded if d] == [Action.ACK, Action.SILENCE_1H, Action.RUNBOOK]
+    assert ids == ["alert_router.ack", "alert_router.silence"]  # no runbook applies: no Run runbook button
+    menu = actions["elements"][1]
+    assert menu["type"] == "static_select" and [o["text"]["text"] for o in menu["options"]] == [
+        "Silence 1h", "Silence 4h", "Silence 24h"]
+    values = [actions["elements"][0]["value"], *(o["value"] for o in menu["options"])]
+    decoded = [decode_action(v) for v in values]
+    assert [d.action for d in decoded if d] == [Action.ACK, Action.SILENCE_1H, Action.SILENCE_4H, Action.SILENCE_24H]
     assert all(d and d.alert == short_id(n.alerts[0].fingerprint) for d in decoded)
     assert all(d and d.group == group_id(n.group_key) for d in decoded)
     assert msg.text.startswith("🔴 [FIRING:1] ModelServiceDown")
@@ -289,3 +293,39 @@ async def test_retry_without_an_earlier_post_posts_once(slack: SlackChannel, sla
     ref = await slack.send(notification(extra={"delivery_id": 5, "delivery_attempts": 3}), None)
     [msg] = slack_standin.messages["C0ALERTS"]
     assert ref is not None and ref["ts"] == msg.ts
+
+
+async def test_run_runbook_button_only_when_a_runbook_applies(slack_standin: SlackStandin) -> None:
+    cfg = SlackConfig.model_validate({"token": slack_standin.token, "channel": "C0ALERTS",
+                                      "api_url": slack_standin.base_url})
+    ch = SlackChannel("slack", cfg, runbooks_for=lambda labels: ["restart"] if labels.get("deployment") else [])
+    try:
+        await ch.send(notification([alert()]), None)
+        await ch.send(notification([alert(labels={"deployment": "model-api"})], group_key="g2"), None)
+    finally:
+        await ch.aclose()
+    plain, with_runbook = slack_standin.messages["C0ALERTS"]
+
+    def ids(m: Any) -> list[str]:
+        return [e["action_id"] for b in m.blocks if b["type"] == "actions" for e in b["elements"]]
+
+    assert "alert_router.rb" not in ids(plain)
+    assert ids(with_runbook) == ["alert_router.ack", "alert_router.silence", "alert_router.rb"]
+    assert validate_blocks(with_runbook.blocks) == []
+
+
+def test_shipped_config_tells_chat_channels_which_alerts_have_a_runbook() -> None:
+    """The app hands Slack and Telegram the same runbook lookup the Run runbook command uses."""
+    from pathlib import Path
+
+    from alert_router.app import build_channels
+    from alert_router.config import load
+
+    config = load(Path(__file__).resolve().parents[2] / "alert-router.yaml", {})
+    channels = build_channels(config)
+    for name in ("slack", "telegram"):
+        lookup = getattr(channels[name], "runbooks_for", None)
+        assert lookup is not None
+        assert lookup({"alertname": "ModelServiceDown", "deployment": "model-api", "namespace": "prod"}) == [
+            "restart-model-api"]
+        assert lookup({"alertname": "DiskFull", "namespace": "prod"}) == []

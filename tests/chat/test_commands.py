@@ -159,3 +159,15 @@ async def test_a_mistake_gets_the_usage_and_an_invalid_audit_record(chat_env: Ch
     assert not reply.ok and "Usage: /alert-router silence <id | matchers> <duration> [comment]" in reply.text
     (rec,) = [r for r in await chat_env.store.audit_records() if r.event.startswith("chat_")]
     assert rec.details["outcome"] == "invalid" and rec.details["command"] == "silence"
+
+
+async def test_a_huge_command_is_not_echoed_back(chat_env: ChatEnv) -> None:
+    """`ack <50,000 characters>` answers briefly: the input is elided, not quoted back up to the platform limit."""
+    huge = "a" * 50_000
+    for text in (f"ack {huge}", f"ack {'x_y ' * 12_500}", f"{huge}", f"ack {'abcd ' * 10_000}"):
+        reply = await chat_env.commands.execute_text(RITA, text)
+        assert not reply.ok and len(reply.text) < 400, (text[:20], reply.text[:100])
+    reply = await chat_env.commands.execute_text(RITA, f"ack {huge}")
+    assert "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'… (50,000 characters) is not an alert id" in reply.text
+    listing = await chat_env.commands.execute_text(RITA, f"alerts {huge}=")
+    assert listing.ok and len(listing.text) < 1000 and "(50,0" in listing.text

@@ -107,7 +107,10 @@ def test_action_encoding_round_trips_within_64_bytes() -> None:
     assert whole is not None and whole.whole_group
     assert decode_action("ar1:rm:x:5f1e0a9d") is None and decode_action("hello") is None
     assert message_actions(False, ["a"], "g") == []
-    assert [a for a, _ in message_actions(True, ["a", "b"], "5f1e0a9d")] == list(Action)
+    assert [a for a, _ in message_actions(True, ["a", "b"], "5f1e0a9d", runbook=True)] == [
+        Action.ACK, Action.SILENCE_1H, Action.SILENCE_4H, Action.SILENCE_24H, Action.RUNBOOK]
+    assert Action.RUNBOOK not in [a for a, _ in message_actions(True, ["a"], "5f1e0a9d")]
+    assert decode_action("ar1:sil24h:2bb1035c:5f1e0a9d") is not None
 
 
 def test_split_mrkdwn_respects_the_section_limit_and_code_blocks() -> None:
@@ -143,7 +146,7 @@ def test_pending_approval_gets_approve_and_deny_buttons_on_slack_and_telegram() 
             {"run_id": 8, "runbook": "scale-up", "status": "succeeded", "summary": "", "dry_run": True}]
     n = notification([alert()], extra={"runbook_runs": runs})
     blocks, _ = build_blocks(build_context(n), "body")
-    values = [e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    values = [e.get("value", "") for b in blocks if b["type"] == "actions" for e in b["elements"]]
     assert "ar1:apr:7" in values and "ar1:dny:7" in values
     assert not any(v.endswith(":8") for v in values)  # only the run that waits gets buttons
     assert validate_blocks(blocks) == []  # no Slack validation errors

@@ -225,6 +225,10 @@ MAX_CONTEXT_ELEMENTS = 10
 MAX_ACTIONS_ELEMENTS = 25
 MAX_BUTTON_TEXT = 75
 MAX_BUTTON_VALUE = 2000
+MAX_PLACEHOLDER = 150
+MAX_OPTIONS = 100
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
 MAX_ACTION_ID = 255
 MAX_BLOCK_ID = 255
 MAX_FILE_BYTES = 1024**3
@@ -848,6 +852,23 @@ def _element_errors(el: Any, ptr: str) -> list[str]:
     action_id = el.get("action_id")
     if action_id is not None and (not isinstance(action_id, str) or len(action_id) > MAX_ACTION_ID):
         errors.append(f"must be less than {MAX_ACTION_ID + 1} characters [json-pointer:{ptr}/action_id]")
+    if el["type"] == "static_select":
+        if el.get("placeholder") is not None:
+            errors += _text_object_errors(el["placeholder"], f"{ptr}/placeholder", MAX_PLACEHOLDER, plain_only=True)
+        options = el.get("options")
+        if not isinstance(options, list) or not 1 <= len(options) <= MAX_OPTIONS:
+            errors.append(f"must provide an array of 1 to {MAX_OPTIONS} items [json-pointer:{ptr}/options]")
+        else:
+            for k, option in enumerate(options):
+                if not isinstance(option, dict):
+                    errors.append(f"must be an option object [json-pointer:{ptr}/options/{k}]")
+                    continue
+                errors += _text_object_errors(option.get("text"), f"{ptr}/options/{k}/text", MAX_OPTION_TEXT,
+                                              plain_only=True)
+                value = option.get("value")
+                if not isinstance(value, str) or len(value) > MAX_OPTION_VALUE:
+                    errors.append(f"must be less than {MAX_OPTION_VALUE + 1} characters "
+                                  f"[json-pointer:{ptr}/options/{k}/value]")
     if el["type"] == "button":
         errors += _text_object_errors(el.get("text"), f"{ptr}/text", MAX_BUTTON_TEXT, plain_only=True)
         value = el.get("value")
