@@ -6,6 +6,7 @@ Commands (the same words in Slack and Telegram; buttons map onto them)::
     ack <id> [<id> ...]                            record who acked; stops escalation; the message shows it
     silence <id | matchers> <duration> [comment]   a real Alertmanager silence, created by the chat user
     unsilence <silence-id>                         expire it
+    silences [matchers]                            active silences: id, matchers, creator, ends in
     runbook list | run <name> <alert-id> | approve <run-id> | deny <run-id> [reason]
     status                                         service health, queue depth, Alertmanager reachable
     help [command]
@@ -63,6 +64,7 @@ USAGE: dict[str, str] = {
     "ack": "ack <id> [<id> ...]",
     "silence": "silence <id | matchers> <duration> [comment]",
     "unsilence": "unsilence <silence-id>",
+    "silences": "silences [matchers]",
     "runbook list": "runbook list",
     "runbook run": "runbook run <runbook> <alert-id>",
     "runbook approve": "runbook approve <run-id>",
@@ -78,6 +80,7 @@ DESCRIPTIONS: dict[str, str] = {
     "silence": "create an Alertmanager silence, e.g. `silence 2bb1035c 2h deploying` or "
     "`silence alertname=Foo namespace=prod 30m`",
     "unsilence": "expire a silence",
+    "silences": "active Alertmanager silences with their ids (for unsilence), matchers, creator and end",
     "runbook list": "runbooks and runs waiting for approval",
     "runbook run": "start a runbook for an alert (guards and approval still apply)",
     "runbook approve": "approve a run that waits for approval",
@@ -285,7 +288,7 @@ def parse_command(text: str) -> Command:
         if args:
             raise ParseError(f"`{name}` takes no arguments", name)
         return Command(name, text=text)
-    if name == "alerts":
+    if name in ("alerts", "silences"):
         return Command(name, matchers=_matchers(args, name), text=text)
     if name == "ack":
         if not args:
@@ -526,6 +529,7 @@ class CommandService:
             "ack": self._ack,
             "silence": self._silence,
             "unsilence": self._unsilence,
+            "silences": self._silences,
             "runbook list": self._runbook_list,
             "runbook run": self._runbook_run,
             "runbook approve": self._runbook_decide,
@@ -720,6 +724,26 @@ class CommandService:
         text = (f"{principal.name} expired silence {silence.id} ({silence.matchers_text()}, "
                 f"created by {silence.created_by}).")
         return _Outcome(Reply(text, public=True), details=details)
+
+    async def _silences(self, cmd: Command, principal: Principal) -> _Outcome:
+        """Active silences (API v2 ``GET /silences``), soonest ending first, so ``unsilence`` needs no memory."""
+        now = datetime.fromtimestamp(self.clock.now(), UTC)
+        found = await self.alertmanager.silences([str(m) for m in cmd.matchers])
+        active = sorted((s for s in found if s.state == "active"), key=lambda s: s.ends_at)
+        where = f" matching {elide(format_matchers(cmd.matchers), 300)}" if cmd.matchers else ""
+        if not active:
+            return _Outcome(Reply(f"No active silences{where}."))
+        lines = [f"{len(active)} active silence(s){where}:"]
+        for sil in active[:MAX_LISTED]:
+            left = format_duration(max(0.0, (sil.ends_at - now).total_seconds()))
+            line = f"• {sil.id} {elide(sil.matchers_text(), 200)} by {elide(sil.created_by, 60)} · ends in {left}"
+            if sil.comment:
+                line += f" — {elide(' '.join(sil.comment.split()), 100)}"
+            lines.append(line)
+        if len(active) > MAX_LISTED:
+            lines.append(f"… and {len(active) - MAX_LISTED} more: narrow it down with matchers.")
+        lines.append(f"Expire one with {self.prefix(principal.identity.platform)}unsilence <id>")
+        return _Outcome(Reply("\n".join(lines)), details={"count": len(active)})
 
     def _applicable_runbooks(self, labels: Mapping[str, str]) -> list[str]:
         return applicable_runbooks(self.config, labels)

@@ -52,6 +52,7 @@ COMMANDS: dict[str, Role] = {
     "status": Role.VIEWER,
     "alerts": Role.VIEWER,
     "runbook list": Role.VIEWER,
+    "silences": Role.VIEWER,
     "ack": Role.RESPONDER,
     "silence": Role.RESPONDER,
     "unsilence": Role.RESPONDER,

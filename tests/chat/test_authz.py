@@ -23,6 +23,7 @@ SAMPLES = {
     "ack": f"ack {SHORT}",
     "silence": f"silence {SHORT} 1h matrix",
     "unsilence": "unsilence sil-99",
+    "silences": "silences",
     "runbook run": f"runbook run restart {SHORT}",
     "runbook approve": "runbook approve 5",
     "runbook deny": "runbook deny 5 nope",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 from alert_router.chat.authz import Identity
 from alert_router.render.actions import Action, encode_action
@@ -171,3 +172,20 @@ async def test_a_huge_command_is_not_echoed_back(chat_env: ChatEnv) -> None:
     assert "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'… (50,000 characters) is not an alert id" in reply.text
     listing = await chat_env.commands.execute_text(RITA, f"alerts {huge}=")
     assert listing.ok and len(listing.text) < 1000 and "(50,0" in listing.text
+
+
+async def test_silences_lists_active_ones_with_id_matchers_creator_and_end(chat_env: ChatEnv) -> None:
+    """`silences` makes `unsilence` usable without remembering an id; expired ones are not listed."""
+    assert (await chat_env.commands.execute_text(RITA, f'silence {SHORT} 2h "deploying v2"')).ok
+    assert (await chat_env.commands.execute_text(RITA, "silence alertname=Other 30m")).ok
+    assert (await chat_env.commands.execute_text(RITA, "unsilence sil-2")).ok
+    now = datetime.fromtimestamp(chat_env.clock.now(), UTC)
+    chat_env.alertmanager.created[0].update(starts_at=now, ends_at=now + timedelta(hours=2))
+    reply = await chat_env.commands.execute_text(VERA, "silences alertname=ModelServiceDown")
+    assert reply.ok and reply.text.startswith("1 active silence(s) matching {alertname=\"ModelServiceDown\"}:")
+    assert "• sil-1 {" in reply.text and 'alertname="ModelServiceDown"' in reply.text
+    assert "by rita · ends in 2h — deploying v2" in reply.text and "sil-2" not in reply.text
+    assert "unsilence <id>" in reply.text
+    assert chat_env.alertmanager.filters[-1] == ['alertname="ModelServiceDown"']
+    empty = await chat_env.commands.execute_text(VERA, "silences")
+    assert empty.ok
