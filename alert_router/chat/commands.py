@@ -4,6 +4,7 @@ Commands (the same words in Slack and Telegram; buttons map onto them)::
 
     alerts [matchers]                              firing alerts: short id, severity, age, ack state
     ack <id> [<id> ...]                            record who acked; stops escalation; the message shows it
+    unack <id> [<id> ...]                          take an ack back: escalation resumes, the message shows it
     silence <id | matchers> <duration> [comment]   a real Alertmanager silence, created by the chat user
     unsilence <silence-id>                         expire it
     silences [matchers]                            active silences: id, matchers, creator, ends in
@@ -62,6 +63,7 @@ Source = Literal["command", "button"]
 USAGE: dict[str, str] = {
     "alerts": "alerts [matchers]",
     "ack": "ack <id> [<id> ...]",
+    "unack": "unack <id> [<id> ...]",
     "silence": "silence <id | matchers> <duration> [comment]",
     "unsilence": "unsilence <silence-id>",
     "silences": "silences [matchers]",
@@ -77,6 +79,7 @@ USAGE: dict[str, str] = {
 DESCRIPTIONS: dict[str, str] = {
     "alerts": "firing alerts with short ids, severity, age and ack state",
     "ack": "say you are on it: stops escalation, the alert's message shows who acked",
+    "unack": "take an ack back (nobody is on it after all): escalation resumes",
     "silence": "create an Alertmanager silence, e.g. `silence 2bb1035c 2h deploying` or "
     "`silence alertname=Foo namespace=prod 30m`",
     "unsilence": "expire a silence",
@@ -290,7 +293,7 @@ def parse_command(text: str) -> Command:
         return Command(name, text=text)
     if name in ("alerts", "silences"):
         return Command(name, matchers=_matchers(args, name), text=text)
-    if name == "ack":
+    if name in ("ack", "unack"):
         if not args:
             raise ParseError("which alert? give its id", name)
         if len(args) > MAX_IDS:
@@ -527,6 +530,7 @@ class CommandService:
             "status": self._status,
             "alerts": self._alerts,
             "ack": self._ack,
+            "unack": self._ack,
             "silence": self._silence,
             "unsilence": self._unsilence,
             "silences": self._silences,
@@ -648,17 +652,20 @@ class CommandService:
         holder: dict[str, Any] = {}
         source = cmd.source
 
+        undo = cmd.name == "unack"
+
         def effects(snap: AckSnapshot) -> tuple[list[NewOutboxItem], list[AuditEntry]]:
             items = renotify_items(snap)
             parts = []
             if snap.acked:
                 names = ", ".join(f"{short_id(r.fingerprint)} {r.labels.get('alertname', '')}".strip()
                                   for r in snap.acked)
-                parts.append(f"{principal.name} acked {names}.")
+                parts.append(f"{principal.name} {'took back the ack of' if undo else 'acked'} {names}.")
             for r in snap.already:
-                parts.append(f"{short_id(r.fingerprint)} was already acked by {r.acked_by}.")
+                parts.append(f"{short_id(r.fingerprint)} is not acked." if undo
+                             else f"{short_id(r.fingerprint)} was already acked by {r.acked_by}.")
             for r in snap.not_firing:
-                parts.append(f"{short_id(r.fingerprint)} is {r.status}: nothing to ack.")
+                parts.append(f"{short_id(r.fingerprint)} is {r.status}: nothing to {cmd.name}.")
             for fp in snap.missing:
                 parts.append(f"{short_id(fp)} is no longer known.")
             ok = bool(snap.acked) or bool(snap.already)
@@ -671,10 +678,12 @@ class CommandService:
             holder["outcome"] = outcome
             return items, [self._entry(principal, source, cmd.text, cmd.name, outcome)]
 
-        result = await self.store.ack_alerts(fingerprints, principal.actor, self.clock.now(), effects)
+        result = await self.store.ack_alerts(fingerprints, principal.actor, self.clock.now(), effects, undo=undo)
         outcome: _Outcome = holder["outcome"]
         outcome.audited = True
-        if result.stopped_escalations:
+        if result.stopped_escalations and undo:
+            outcome.reply = Reply(outcome.reply.text + " Escalation resumed.", outcome.reply.ok, outcome.reply.public)
+        elif result.stopped_escalations:
             self.metrics.escalations.labels("acked").inc(result.stopped_escalations)
             outcome.reply = Reply(outcome.reply.text + " Escalation stopped.", outcome.reply.ok, outcome.reply.public)
         if result.enqueued and self.wake_delivery is not None:

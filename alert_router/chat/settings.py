@@ -54,6 +54,7 @@ COMMANDS: dict[str, Role] = {
     "runbook list": Role.VIEWER,
     "silences": Role.VIEWER,
     "ack": Role.RESPONDER,
+    "unack": Role.RESPONDER,
     "silence": Role.RESPONDER,
     "unsilence": Role.RESPONDER,
     "runbook run": Role.RESPONDER,

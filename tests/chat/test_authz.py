@@ -21,6 +21,7 @@ SAMPLES = {
     "alerts": "alerts",
     "runbook list": "runbook list",
     "ack": f"ack {SHORT}",
+    "unack": f"unack {SHORT}",
     "silence": f"silence {SHORT} 1h matrix",
     "unsilence": "unsilence sil-99",
     "silences": "silences",

@@ -189,3 +189,26 @@ async def test_silences_lists_active_ones_with_id_matchers_creator_and_end(chat_
     assert chat_env.alertmanager.filters[-1] == ['alertname="ModelServiceDown"']
     empty = await chat_env.commands.execute_text(VERA, "silences")
     assert empty.ok
+
+
+async def test_unack_takes_the_ack_back_resumes_escalation_and_rerenders(chat_env: ChatEnv) -> None:
+    """`unack`: the alert is no longer acked, the timer its ack stopped runs again, the message drops "acked by"."""
+    from alert_router.chat.records import NewEscalation
+
+    (alert,) = await chat_env.store.alerts("firing")
+    await chat_env.store.start_escalations(
+        [NewEscalation(FP, "pager", alert.starts_at, GROUP_KEY, chat_env.clock.now() + 600, 2)], chat_env.clock.now())
+    assert (await chat_env.commands.execute_text(RITA, f"ack {SHORT}")).ok
+    assert [t.status for t in await chat_env.store.escalations()] == ["stopped"]
+    await chat_env.clock.advance(60)
+    reply = await chat_env.commands.execute_text(ADAM, f"unack {SHORT}")
+    assert reply.ok and reply.public and reply.text.startswith(f"adam took back the ack of {SHORT} ModelServiceDown")
+    assert "Escalation resumed." in reply.text
+    rec = await chat_env.store.alert(FP)
+    assert rec is not None and rec.acked_by is None and rec.acked_at is None
+    (timer,) = await chat_env.store.escalations()
+    assert timer.status == "active"
+    (rec_unack,) = [r for r in await chat_env.store.audit_records() if r.actor == "adam"]
+    assert rec_unack.details["command"] == "unack" and rec_unack.details["messages_updated"] == 1
+    again = await chat_env.commands.execute_text(ADAM, f"unack {SHORT}")
+    assert not again.public and again.text == f"{SHORT} is not acked."
