@@ -5,6 +5,7 @@ Commands (the same words in Slack and Telegram; buttons map onto them)::
     alerts [matchers]                              firing alerts: short id, severity, age, ack state
     ack <id> [<id> ...]                            record who acked; stops escalation; the message shows it
     unack <id> [<id> ...]                          take an ack back: escalation resumes, the message shows it
+    escalate <id>                                  page the alert's escalation receivers now
     silence <id | matchers> <duration> [comment]   a real Alertmanager silence, created by the chat user
     unsilence <silence-id>                         expire it
     silences [matchers]                            active silences: id, matchers, creator, ends in
@@ -51,6 +52,7 @@ from alert_router.matchers import (
     parse_matchers,
     select_matching,
 )
+from alert_router.pipeline.route import route_labels
 from alert_router.remediation.plan import applicable_runbooks
 from alert_router.remediation.runs import RunRecord
 from alert_router.render.context import SEVERITY_MARKERS, SEVERITY_ORDER, group_id, key_labels, short_id
@@ -64,6 +66,7 @@ USAGE: dict[str, str] = {
     "alerts": "alerts [matchers]",
     "ack": "ack <id> [<id> ...]",
     "unack": "unack <id> [<id> ...]",
+    "escalate": "escalate <id>",
     "silence": "silence <id | matchers> <duration> [comment]",
     "unsilence": "unsilence <silence-id>",
     "silences": "silences [matchers]",
@@ -80,6 +83,7 @@ DESCRIPTIONS: dict[str, str] = {
     "alerts": "firing alerts with short ids, severity, age and ack state",
     "ack": "say you are on it: stops escalation, the alert's message shows who acked",
     "unack": "take an ack back (nobody is on it after all): escalation resumes",
+    "escalate": "page the alert's escalation receivers now, without waiting for the timer",
     "silence": "create an Alertmanager silence, e.g. `silence 2bb1035c 2h deploying` or "
     "`silence alertname=Foo namespace=prod 30m`",
     "unsilence": "expire a silence",
@@ -299,6 +303,10 @@ def parse_command(text: str) -> Command:
         if len(args) > MAX_IDS:
             raise ParseError(f"{len(args):,} ids: give at most {MAX_IDS} at once", name)
         return Command(name, ids=tuple(_alert_id(a, name) for a in args), text=text)
+    if name == "escalate":
+        if len(args) != 1:
+            raise ParseError("give one alert id", name)
+        return Command(name, ids=(_alert_id(args[0], name),), text=text)
     if name == "silence":
         return _parse_silence(args, text)
     if name == "unsilence":
@@ -531,6 +539,7 @@ class CommandService:
             "alerts": self._alerts,
             "ack": self._ack,
             "unack": self._ack,
+            "escalate": self._escalate,
             "silence": self._silence,
             "unsilence": self._unsilence,
             "silences": self._silences,
@@ -689,6 +698,44 @@ class CommandService:
         if result.enqueued and self.wake_delivery is not None:
             self.wake_delivery()
         return outcome
+
+    async def _escalate(self, cmd: Command, principal: Principal) -> _Outcome:
+        """Send the alert to the receivers of its rules' ``escalate:`` policies now (a message of its own)."""
+        from alert_router.chat.escalation import escalation_notifications, policies
+        from alert_router.store.sqlite_chat import ESCALATION_MARK
+
+        (rec,) = await self._targets(cmd)
+        if rec.status != "firing":
+            raise CommandError(f"{short_id(rec.fingerprint)} is {rec.status}: nothing to escalate.")
+        known = policies(self.config)
+        rules = [r.name for r in route_labels(rec.labels, self.config.rules, self.config.default).rules
+                 if r.name in known]
+        if not rules:
+            raise CommandError(f"No rule of {short_id(rec.fingerprint)} has an `escalate:` policy: "
+                               "there is nobody to escalate to.")
+        now = self.clock.now()
+        steps = {t.rule: t.step for t in await self.store.escalations(fingerprint=rec.fingerprint)}
+        items: list[NewOutboxItem] = []
+        receivers: list[str] = []
+        for rule in rules:
+            policy = known[rule]
+            key = f"{rec.group_key}{ESCALATION_MARK}{rule}:by-{principal.actor}-{int(now)}"
+            items += await escalation_notifications(
+                self.store, self.config, rule, rec.group_key, [rec], policy, steps.get(rule, 0) + 1, now,
+                by=principal.name, key=key)
+            receivers += [r for r in policy.receivers if r not in receivers]
+        if not items:
+            raise CommandError(f"The escalation receivers ({', '.join(receivers)}) are all switched off.")
+        audit = [AuditEntry("escalated", {"rules": rules, "group_key": rec.group_key,
+                                          "fingerprints": [rec.fingerprint], "receivers": receivers,
+                                          "by": principal.actor}, actor=principal.actor)]
+        await self.store.update_escalations([], principal.actor, now, follow_ups=items, audit=audit)
+        if self.wake_delivery is not None:
+            self.wake_delivery()
+        self.metrics.escalations.labels("fired").inc()
+        name = rec.labels.get("alertname", "")
+        text = f"{principal.name} escalated {short_id(rec.fingerprint)} {name} to {', '.join(receivers)}."
+        return _Outcome(Reply(text, public=True), details={"fingerprint": rec.fingerprint, "receivers": receivers})
 
     async def _silence(self, cmd: Command, principal: Principal) -> _Outcome:
         duration = float(cmd.duration or 0)

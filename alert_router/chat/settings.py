@@ -55,6 +55,7 @@ COMMANDS: dict[str, Role] = {
     "silences": Role.VIEWER,
     "ack": Role.RESPONDER,
     "unack": Role.RESPONDER,
+    "escalate": Role.RESPONDER,
     "silence": Role.RESPONDER,
     "unsilence": Role.RESPONDER,
     "runbook run": Role.RESPONDER,

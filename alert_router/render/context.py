@@ -183,8 +183,11 @@ def escalation_context(extra: Mapping[str, Any]) -> dict[str, Any] | None:
     except (TypeError, ValueError):
         return None
     rule = str(raw.get("rule", "") or "")
+    by = str(raw.get("by", "") or "")
     text = f"Escalation {step} of {repeat}: not acknowledged for {format_duration(unacked)}"
-    if rule:
+    if by:
+        text = f"Escalated by {by}: not acknowledged for {format_duration(unacked)}"
+    elif rule:
         text += f" (rule {rule} escalates after {format_duration(after)})"
     return {
         "rule": rule,
@@ -194,7 +197,8 @@ def escalation_context(extra: Mapping[str, Any]) -> dict[str, Any] | None:
         "after": format_duration(after),
         "unacked_for_seconds": unacked,
         "unacked_for": format_duration(unacked),
-        "label": f"ESCALATION {step}/{repeat}",
+        "by": by,
+        "label": f"ESCALATED BY {by.upper()}" if by else f"ESCALATION {step}/{repeat}",
         "text": text,
     }
 

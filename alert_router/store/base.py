@@ -397,7 +397,8 @@ class Store(Protocol):
     ) -> bool:
         """Apply changes to claimed timers with their outbox items and audit records, all or nothing.
 
-        ``False`` (nothing written) when any timer is no longer leased to ``owner`` or no longer active.
+        ``False`` (nothing written) when any timer is no longer leased to ``owner`` or no longer active. With no
+        ``changes`` it only commits the outbox items and audit records (the ``escalate`` chat command).
         """
         ...
 

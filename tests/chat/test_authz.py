@@ -22,6 +22,7 @@ SAMPLES = {
     "runbook list": "runbook list",
     "ack": f"ack {SHORT}",
     "unack": f"unack {SHORT}",
+    "escalate": f"escalate {SHORT}",
     "silence": f"silence {SHORT} 1h matrix",
     "unsilence": "unsilence sil-99",
     "silences": "silences",

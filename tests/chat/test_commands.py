@@ -212,3 +212,25 @@ async def test_unack_takes_the_ack_back_resumes_escalation_and_rerenders(chat_en
     assert rec_unack.details["command"] == "unack" and rec_unack.details["messages_updated"] == 1
     again = await chat_env.commands.execute_text(ADAM, f"unack {SHORT}")
     assert not again.public and again.text == f"{SHORT} is not acked."
+
+
+async def test_escalate_now_pages_the_policy_receivers_with_a_message_of_its_own(chat_env: ChatEnv) -> None:
+    """`escalate <id>`: one notify item per escalation receiver, saying who escalated; audited."""
+    reply = await chat_env.commands.execute_text(RITA, f"escalate {SHORT}")
+    assert reply.ok and reply.public and reply.text == f"rita escalated {SHORT} ModelServiceDown to lead."
+    items = [i for i in await chat_env.store.claim_outbox("notify", "w", 10, 60, time.time()) if i.dest == "lead"]
+    (item,) = items
+    assert item.group_key.startswith(GROUP_KEY + "#escalation:pager:by-")
+    escalation = item.payload["extra"]["escalation"]
+    assert escalation["by"] == "rita" and escalation["step"] == 1 and escalation["rule"] == "pager"
+    (audit,) = [r for r in await chat_env.store.audit_records() if r.event == "escalated"]
+    assert audit.details["receivers"] == ["lead"] and audit.actor == "rita"
+    from alert_router.models import Notification
+    from alert_router.render.context import build_context
+
+    ctx = build_context(Notification.model_validate(item.payload))
+    assert ctx["title"].startswith("[ESCALATED BY RITA] [FIRING:1]")
+    assert ctx["escalation"]["text"].startswith("Escalated by rita: not acknowledged for")
+    await ingest(chat_env.store, chat_env.config, alert_payload(status="resolved"))
+    late = await chat_env.commands.execute_text(RITA, f"escalate {SHORT}")
+    assert not late.ok and "resolved: nothing to escalate" in late.text
