@@ -28,6 +28,7 @@ from alert_router.graph.files import load_pictures, new_pictures, posted_keys
 from alert_router.models import Notification
 from alert_router.render import defaults
 from alert_router.render.context import build_context, group_id
+from alert_router.render.escape import mrkdwn_escape
 from alert_router.render.slack_blocks import MAX_BLOCKS, build_blocks, fallback_text
 from alert_router.render.support import (
     RunbooksFor,
@@ -40,6 +41,7 @@ from alert_router.render.support import (
     template_field,
 )
 from alert_router.render.templates import Template, fit
+from alert_router.render.thread import acked_now, thread_notes
 
 AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive", "no_permission",
@@ -175,8 +177,9 @@ class SlackChannel:
         return fallback_text(ctx), blocks, errors
 
     def extra_messages(self, notification: Notification, previous: MessageRef | None) -> int:
-        """Messages a send posts besides the group's own: one thread reply carrying the new pictures, if any."""
-        return 1 if new_pictures(notification.extra, previous) else 0
+        """Messages a send posts besides the group's own: thread replies (new pictures; resolved, acked)."""
+        notes = thread_notes(build_context(notification, max_alerts=0), previous) if previous else []
+        return (1 if new_pictures(notification.extra, previous) else 0) + len(notes)
 
     async def send(self, notification: Notification, previous: MessageRef | None) -> MessageRef | None:
         """Post or update the group's message, then upload its new pictures into the message's thread.
@@ -188,6 +191,19 @@ class SlackChannel:
         if not ref or not ref.get("ts"):
             return ref
         same = previous is not None and previous.get("ts") == ref.get("ts")
+        ctx = build_context(notification, max_alerts=0)
+        for note in thread_notes(ctx, previous) if same else []:
+            try:
+                await self._get_client().chat_postMessage(
+                    channel=str(ref["channel"]), thread_ts=str(ref["ts"]), text=mrkdwn_escape(note),
+                    unfurl_links=False, unfurl_media=False)
+            except (SlackApiError, SlackRequestError, aiohttp.ClientError, OSError) as exc:
+                error = map_slack_error(exc) if isinstance(exc, SlackApiError) else exc
+                log.warning("thread reply not posted; the message itself was edited", receiver=self.receiver,
+                            error=redact(f"slack: {error}", [secret(self.cfg.token)]))
+                break
+        if acked := acked_now(ctx):
+            ref = {**ref, "acked": acked}
         pictures = await load_pictures(new_pictures(notification.extra, previous if same else None))
         added: list[Any] = []
         if pictures:

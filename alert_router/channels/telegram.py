@@ -58,6 +58,7 @@ from alert_router.render.support import (
 )
 from alert_router.render.telegram_html import TELEGRAM_LIMIT, split_html, trim_html, visible_length
 from alert_router.render.templates import Template, fit
+from alert_router.render.thread import acked_now, thread_notes
 
 log = structlog.get_logger("alert_router.channels.telegram")
 NOT_MODIFIED = "message is not modified"
@@ -263,8 +264,9 @@ class TelegramChannel:
         return True
 
     def extra_messages(self, notification: Notification, previous: MessageRef | None) -> int:
-        """Messages a send posts besides the group's own: one photo per new picture."""
-        return len(new_pictures(notification.extra, previous))
+        """Messages a send posts besides the group's own: one photo per new picture, replies (resolved, acked)."""
+        notes = thread_notes(build_context(notification, max_alerts=0), previous) if previous else []
+        return len(new_pictures(notification.extra, previous)) + len(notes)
 
     async def send(self, notification: Notification, previous: MessageRef | None) -> MessageRef | None:
         """Send or edit the group's message, then reply to it with each new picture (``sendPhoto``).
@@ -276,6 +278,22 @@ class TelegramChannel:
         if not ref or not ref.get("message_id"):
             return ref
         same = previous is not None and previous.get("message_id") == ref.get("message_id")
+        ctx = build_context(notification, max_alerts=0)
+        for note in thread_notes(ctx, previous) if same else []:
+            try:
+                bot = await self._get_bot()
+                await bot.send_message(
+                    chat_id=self.chat_id, text=html.escape(note), parse_mode=ParseMode.HTML,
+                    reply_parameters=ReplyParameters(int(ref["message_id"]), allow_sending_without_reply=True),
+                    message_thread_id=self.cfg.message_thread_id,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+            except (TelegramError, ChannelError) as exc:
+                log.warning("reply not sent; the message itself was edited", receiver=self.receiver,
+                            error=redact(f"telegram: {exc}", self._secrets()))
+                break
+        if acked := acked_now(ctx):
+            ref = {**ref, "acked": acked}
         pictures = await load_pictures(new_pictures(notification.extra, previous if same else None))
         added: list[Any] = []
         for g, png in pictures:

@@ -252,7 +252,9 @@ async def test_button_round_trip_through_the_slack_standin(
         assert catcher.posts[0]["response_type"] == "ephemeral"
         (rec,) = await chat_records(rt)
         assert rec.event == "chat_button" and rec.details["command"] == "ack"
-        assert len(slack_standin.messages["C0ALERTS"]) == 1, "the page was edited, not re-posted"
+        page, reply = slack_standin.messages["C0ALERTS"]  # the page was edited, not re-posted; a thread reply
+        assert page is message and reply.thread_ts == message.ts
+        assert reply.text == f"👀 rita acked {SHORT} ModelServiceDown"
 
 
 async def test_silence_menu_choice_runs_the_silence_it_names(tmp_path: Path, catcher: Catcher) -> None:

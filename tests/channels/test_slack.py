@@ -68,19 +68,21 @@ async def test_posts_block_kit_message_with_buttons(slack: SlackChannel, slack_s
 
 
 async def test_resolution_edits_the_same_message(slack: SlackChannel, slack_standin: SlackStandin) -> None:
-    """Resolving edits the message with chat.update: it says RESOLVED, how long it fired, and has no buttons."""
+    """Resolving edits the message with chat.update (RESOLVED, how long it fired, no buttons) and says so in its
+    thread, so the channel is notified (an edit notifies nobody)."""
     firing = alert()
     ref = await slack.send(notification([firing]), None)
     resolved = alert(status="resolved")
     ref2 = await slack.send(notification([resolved]), ref)
-    [msg] = slack_standin.messages["C0ALERTS"]
+    [msg, reply] = slack_standin.messages["C0ALERTS"]
     assert msg.edits == 1
+    assert reply.thread_ts == msg.ts and reply.text == "✅ Resolved — fired for 3h12m"
     assert ref2 == {"channel": "C0ALERTS", "ts": msg.ts, "status": "resolved"}
     assert msg.blocks is not None
     assert "[RESOLVED] ModelServiceDown" in msg.blocks[0]["text"]["text"]
     assert "fired for 3h12m" in msg.blocks[0]["text"]["text"]
     assert not any(b["type"] == "actions" for b in msg.blocks)
-    assert [r.method for r in slack_standin.requests] == ["chat.postMessage", "chat.update"]
+    assert [r.method for r in slack_standin.requests] == ["chat.postMessage", "chat.update", "chat.postMessage"]
 
 
 async def test_group_firing_again_gets_a_new_message(slack: SlackChannel, slack_standin: SlackStandin) -> None:
@@ -281,7 +283,7 @@ async def test_crash_after_post_edits_the_posted_message_instead_of_leaving_it_f
     finally:
         await before_crash.aclose()
         await after_restart.aclose()
-    [only] = slack_standin.messages["C0ALERTS"]
+    [only] = [m for m in slack_standin.messages["C0ALERTS"] if m.thread_ts is None]
     assert "[RESOLVED]" in only.blocks[0]["text"]["text"]  # type: ignore[index]
     assert not any(m.blocks and "FIRING" in m.blocks[0]["text"]["text"] for m in slack_standin.all_messages())
     lookups = [r for r in slack_standin.requests if r.method == "conversations.history"]
@@ -329,3 +331,19 @@ def test_shipped_config_tells_chat_channels_which_alerts_have_a_runbook() -> Non
         assert lookup({"alertname": "ModelServiceDown", "deployment": "model-api", "namespace": "prod"}) == [
             "restart-model-api"]
         assert lookup({"alertname": "DiskFull", "namespace": "prod"}) == []
+
+
+async def test_acks_and_resolves_reply_in_the_thread_once(slack: SlackChannel, slack_standin: SlackStandin) -> None:
+    """An ack and a resolve each post one short thread reply; a re-render that changes nothing posts none."""
+    a = alert()
+    ref = await slack.send(notification([a]), None)
+    acked = notification([a], extra={"acked_by": {a.fingerprint: "rita"}})
+    ref = await slack.send(acked, ref)
+    assert ref is not None and ref["acked"] == [a.fingerprint]
+    ref = await slack.send(acked, ref)  # the same ack again (another receiver's re-render): no second reply
+    ref = await slack.send(notification([alert(status="resolved")]), ref)
+    parent, *replies = slack_standin.messages["C0ALERTS"]
+    assert [r.text for r in replies] == [f"👀 rita acked {short_id(a.fingerprint)} ModelServiceDown",
+                                         "✅ Resolved — fired for 3h12m"]
+    assert all(r.thread_ts == parent.ts for r in replies) and parent.edits == 3
+    assert "[RESOLVED]" in parent.blocks[0]["text"]["text"]  # type: ignore[index]  # the living message

@@ -58,12 +58,14 @@ async def test_sends_html_with_keyboard(tg: TelegramChannel, telegram_standin: T
 
 
 async def test_resolution_edits_in_place(tg: TelegramChannel, telegram_standin: TelegramStandin) -> None:
-    """editMessageText on resolve: RESOLVED, fired for 3h12m, buttons gone; a repeat counts as success."""
+    """editMessageText on resolve (RESOLVED, fired for 3h12m, buttons gone) and a reply saying so; a repeat
+    counts as success and replies nothing."""
     ref = await tg.send(notification([alert()]), None)
     resolved = notification([alert(status="resolved")])
     ref2 = await tg.send(resolved, ref)
-    [msg] = telegram_standin.messages[PRIVATE]
+    [msg, reply] = telegram_standin.messages[PRIVATE]
     assert msg.edits == 1
+    assert reply.reply_to == msg.message_id and reply.text == "✅ Resolved — fired for 3h12m"
     assert "[RESOLVED] ModelServiceDown" in msg.text and "fired for 3h12m" in msg.text
     assert msg.reply_markup is None
     assert ref2 is not None and ref2["message_id"] == msg.message_id
@@ -212,3 +214,14 @@ async def test_run_runbook_button_only_when_a_runbook_applies(telegram_standin: 
     assert plain.reply_markup is not None and with_runbook.reply_markup is not None
     assert [b["text"] for b in plain.reply_markup["inline_keyboard"][0]] == ["Ack"]
     assert [b["text"] for b in with_runbook.reply_markup["inline_keyboard"][0]] == ["Ack", "Run runbook"]
+
+
+async def test_an_ack_replies_to_the_living_message(tg: TelegramChannel, telegram_standin: TelegramStandin) -> None:
+    a = alert()
+    ref = await tg.send(notification([a]), None)
+    ref = await tg.send(notification([a], extra={"acked_by": {a.fingerprint: "adam"}}), ref)
+    ref = await tg.send(notification([a]), ref)  # unack: the ack was taken back
+    parent, acked, taken_back = telegram_standin.messages[PRIVATE]
+    assert acked.reply_to == parent.message_id and acked.text.startswith("👀 adam acked ")
+    assert taken_back.reply_to == parent.message_id and "was taken back" in taken_back.text
+    assert parent.edits == 2 and ref is not None and "acked" not in ref
