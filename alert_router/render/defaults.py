@@ -68,6 +68,7 @@ _Graph unavailable: {{ g.reason|oneline|clip(200) }}_
 {% for r in runbook_runs %}
 ⚙️ Runbook {{ r.runbook|code(80) }}{% if r.dry_run %} (dry run){% endif %}: {{ r.status|bold }}{% if r.summary and not r.failure %} — {{ r.summary|oneline|clip(300) }}{% endif %}
 {% if r.failure %}
+
 ❌ *Failed step* {{ r.failure.step|code(120) }}: {{ r.failure.error|oneline|clip(600) }}
 *Outcome:* {{ r.failure.outcome|oneline|clip(300) }}
 *Next:* {{ r.failure.next|oneline|clip(300) }}
@@ -152,6 +153,7 @@ Alertmanager left out {{ truncated_alerts }} more (max_alerts).
 
 ⚙️ Runbook <code>{{ r.runbook|clip(80) }}</code>{% if r.dry_run %} (dry run){% endif %}: <b>{{ r.status }}</b>{% if r.summary and not r.failure %} — {{ r.summary|oneline|clip(300) }}{% endif %}
 {% if r.failure %}
+
 ❌ <b>Failed step</b> <code>{{ r.failure.step|clip(120) }}</code>: {{ r.failure.error|oneline|clip(600) }}
 <b>Outcome:</b> {{ r.failure.outcome|oneline|clip(300) }}
 <b>Next:</b> {{ r.failure.next|oneline|clip(300) }}
