@@ -701,8 +701,7 @@ class CommandService:
 
     async def _escalate(self, cmd: Command, principal: Principal) -> _Outcome:
         """Send the alert to the receivers of its rules' ``escalate:`` policies now (a message of its own)."""
-        from alert_router.chat.escalation import escalation_notifications, policies
-        from alert_router.store.sqlite_chat import ESCALATION_MARK
+        from alert_router.chat.escalation import escalation_key, escalation_notifications, policies
 
         (rec,) = await self._targets(cmd)
         if rec.status != "firing":
@@ -719,7 +718,7 @@ class CommandService:
         receivers: list[str] = []
         for rule in rules:
             policy = known[rule]
-            key = f"{rec.group_key}{ESCALATION_MARK}{rule}:by-{principal.actor}-{int(now)}"
+            key = escalation_key(rec.group_key, rule, f"by-{principal.actor}-{int(now)}")
             items += await escalation_notifications(
                 self.store, self.config, rule, rec.group_key, [rec], policy, steps.get(rule, 0) + 1, now,
                 by=principal.name, key=key)
