@@ -4,43 +4,27 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 from collections.abc import Iterator
 
 import pytest
-import structlog
 
 from alert_router.channels.console import ConsoleChannel
-from alert_router.logging import configure_logging
-from alert_router.scrub import ScrubFilter
 from tests.channels.helpers import alert, notification
-
-
-def _logs(fmt: str) -> Iterator[io.StringIO]:
-    buf = io.StringIO()
-    root = logging.getLogger()
-    before = list(root.handlers)
-    configure_logging(fmt, "info", stream=buf)  # repeats: once per 60 s, as served
-    try:
-        yield buf
-    finally:
-        structlog.reset_defaults()
-        for handler in root.handlers:
-            handler.filters = [f for f in handler.filters if not isinstance(f, ScrubFilter)]
-            if handler not in before:
-                root.removeHandler(handler)
+from tests.helpers import service_logs
 
 
 @pytest.fixture
 def console_logs() -> Iterator[io.StringIO]:
     """The service's logging in the console format, into a buffer; restored afterwards."""
-    yield from _logs("console")
+    with service_logs("console") as buf:
+        yield buf
 
 
 @pytest.fixture
 def json_logs() -> Iterator[io.StringIO]:
     """The service's logging in the JSON format, into a buffer; restored afterwards."""
-    yield from _logs("json")
+    with service_logs("json") as buf:
+        yield buf
 
 
 async def test_console_format_prints_the_plain_text_message(console_logs: io.StringIO) -> None:

@@ -559,15 +559,21 @@ class SlackStandin(FaultControls):
         return cid
 
     @staticmethod
-    def _json_list(params: dict[str, Any], name: str, format_error: str) -> list[dict[str, Any]] | None:
+    def _json_arg(params: dict[str, Any], name: str, format_error: str) -> Any:
+        """A JSON argument as sent (JSON body) or encoded in a string (form); ``format_error`` if it does not parse."""
         value = params.get(name)
-        if value is None:
-            return None
         if isinstance(value, str):
             try:
                 value = json.loads(value)
             except ValueError as exc:
                 raise SlackApiRefusal(format_error) from exc
+        return value
+
+    @classmethod
+    def _json_list(cls, params: dict[str, Any], name: str, format_error: str) -> list[dict[str, Any]] | None:
+        value = cls._json_arg(params, name, format_error)
+        if value is None:
+            return None
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise SlackApiRefusal(format_error)
         return value
@@ -588,18 +594,13 @@ class SlackStandin(FaultControls):
             raise SlackApiRefusal("msg_too_long")
         return text, blocks, attachments
 
-    @staticmethod
-    def _metadata(params: dict[str, Any]) -> dict[str, Any] | None:
+    @classmethod
+    def _metadata(cls, params: dict[str, Any]) -> dict[str, Any] | None:
         """The ``metadata`` argument as Slack checks it: a JSON object with a string ``event_type`` and an
         object ``event_payload`` (``invalid_metadata_format`` / ``invalid_metadata_schema`` otherwise)."""
-        value = params.get("metadata")
+        value = cls._json_arg(params, "metadata", "invalid_metadata_format")
         if value is None:
             return None
-        if isinstance(value, str):
-            try:
-                value = json.loads(value)
-            except ValueError as exc:
-                raise SlackApiRefusal("invalid_metadata_format") from exc
         if not isinstance(value, dict):
             raise SlackApiRefusal("invalid_metadata_format")
         event_type, payload = value.get("event_type"), value.get("event_payload")
