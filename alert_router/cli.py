@@ -65,7 +65,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=host,
             port=port,
             ssl_context=tls.context if tls else None,
-            print=None,
+            # called once the listener is up (never when startup fails): where a newcomer's curl should go
+            print=lambda _banner: log.info("listening", url=f"{'https' if tls else 'http'}://{host}:{port}"),
             access_log=None,
             shutdown_timeout=10,
         )

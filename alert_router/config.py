@@ -290,11 +290,12 @@ def _problems(exc: ValidationError, lines: LineMap, prefix: Sequence[str | int] 
     return out
 
 
-def _yaml_files(base: Path, spec: str | list[str]) -> tuple[list[Path], list[Problem]]:
+def _yaml_files(base: Path, spec: str | list[str], lines: LineMap, key: str) -> tuple[list[Path], list[Problem]]:
+    """The files of ``rules:`` or ``runbooks:``; a missing one is reported at that key's line in the config."""
     items = [spec] if isinstance(spec, str) else spec
     files: list[Path] = []
     problems: list[Problem] = []
-    for item in items:
+    for i, item in enumerate(items):
         p = Path(item)
         p = p if p.is_absolute() else base / p
         if p.is_dir():
@@ -302,7 +303,9 @@ def _yaml_files(base: Path, spec: str | list[str]) -> tuple[list[Path], list[Pro
         elif p.is_file():
             files.append(p)
         else:
-            problems.append(Problem(str(p), 1, "no such file or directory"))
+            at = (key,) if isinstance(spec, str) else (key, i)
+            default = "" if (key,) in lines.lines else f" (the default; set `{key}:` to a file, a directory or [])"
+            problems.append(lines.problem(at, f"{key}: no such file or directory: {p}{default}"))
     return files, problems
 
 
@@ -417,7 +420,7 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
 
     rules: list[Rule] = []
     default: Rule | None = None
-    rule_files, fp = _yaml_files(path.parent, settings.rules)
+    rule_files, fp = _yaml_files(path.parent, settings.rules, doc.lines, "rules")
     problems += fp
     docs: list[YamlDocument] = []
     for f in rule_files:
@@ -484,7 +487,7 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
             problems.append(doc.lines.problem(("deadman", "receivers", j), f"deadman: unknown receiver {r!r}"))
 
     runbooks: dict[str, Runbook] = {}
-    runbook_files, fp = _yaml_files(path.parent, settings.runbooks)
+    runbook_files, fp = _yaml_files(path.parent, settings.runbooks, doc.lines, "runbooks")
     problems += fp
     for f in runbook_files:
         bdoc, p = load_yaml(f, env)

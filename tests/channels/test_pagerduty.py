@@ -192,6 +192,9 @@ def test_config_needs_a_routing_key_when_enabled(tmp_path: Path) -> None:
     PagerDutyConfig.model_validate({}, context={"enabled": False})
     with pytest.raises(ValueError, match="needs routing_key"):
         PagerDutyConfig.model_validate({}, context={"enabled": True})
+    for bad in ("k", "R" * 31, "R" * 31 + "-", "R" * 33):
+        with pytest.raises(ValueError, match="32 letters and digits"):
+            PagerDutyConfig.model_validate({"routing_key": bad})
     with pytest.raises(ValueError, match="severities"):
         PagerDutyConfig.model_validate({"routing_key": "k", "severities": {"x": "urgent"}})
     key = tmp_path / "key"
