@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import socket
 import time
@@ -35,6 +36,7 @@ from alert_router.metrics import Metrics
 from alert_router.models import Notification
 from alert_router.pipeline.deliver import Deliverer
 from alert_router.pipeline.ingest import Ingestor
+from alert_router.remediation.plan import applicable_runbooks
 from alert_router.remediation.worker import build_worker as build_runbook_worker
 from alert_router.store import create_store
 from alert_router.store.base import Store
@@ -44,7 +46,10 @@ log = structlog.get_logger("alert_router.app")
 
 def build_channels(config: Config) -> dict[str, Channel]:
     """Instantiate every configured receiver through the registry."""
-    ctx = ChannelContext(data_dir=config.data_dir, base_dir=config.base_dir, options={"links": config.settings.links})
+    options: dict[str, Any] = {"links": config.settings.links}
+    if config.settings.remediation.enabled and config.runbooks:
+        options["runbooks_for"] = functools.partial(applicable_runbooks, config)  # the Run runbook button
+    ctx = ChannelContext(data_dir=config.data_dir, base_dir=config.base_dir, options=options)
     return {name: REGISTRY[spec.type].build(name, spec.config, ctx) for name, spec in config.receivers.items()}
 
 

@@ -6,6 +6,7 @@ Thin on purpose: it parses arguments and calls into the package.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -364,7 +365,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SIGPIPE_EXIT = 128 + 13
+"""The exit status of a command whose reader went away (``alert-router audit list | head``), as Unix tools have."""
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script."""
+    """Entry point of the console script.
+
+    When the reader of standard output goes away early (``| head``) the command stops quietly with status
+    141, like Unix tools killed by SIGPIPE, instead of printing a ``BrokenPipeError`` traceback.
+    """
     args = build_parser().parse_args(argv)
-    return int(args.func(args))
+    try:
+        code = int(args.func(args))
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python's advice: point stdout at devnull so the interpreter's final flush does not fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return SIGPIPE_EXIT
+    return code

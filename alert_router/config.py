@@ -20,10 +20,10 @@ from alert_router.configbase import ConfigModel
 from alert_router.deadman import DeadmanConfig
 from alert_router.durations import Duration
 from alert_router.enrich.settings import EnrichSettings
-from alert_router.errors import ConfigError, MatcherError, Problem
+from alert_router.errors import ConfigError, Problem
 from alert_router.graph.settings import GraphSettings
 from alert_router.heartbeat import FailoverConfig
-from alert_router.matchers import Matcher, parse_matcher_list
+from alert_router.matchers import Matcher, error_location, parse_matcher_list, validate_matcher_list
 from alert_router.pipeline.throttle import StormConfig
 from alert_router.remediation.runbook import Runbook, load_runbook
 from alert_router.remediation.settings import KubernetesConfig, RemediationConfig
@@ -204,11 +204,7 @@ class RuleModel(ConfigModel):
     @field_validator("match")
     @classmethod
     def _matchers(cls, value: list[str] | str) -> list[str] | str:
-        try:
-            parse_matcher_list(value)
-        except MatcherError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+        return validate_matcher_list(value)
 
 
 class RulesFileModel(ConfigModel):
@@ -292,7 +288,7 @@ def config_path(explicit: str | None, env: Mapping[str, str] | None = None) -> P
 def _problems(exc: ValidationError, lines: LineMap, prefix: Sequence[str | int] = ()) -> list[Problem]:
     out = []
     for err in exc.errors(include_url=False):
-        loc = (*prefix, *err["loc"])
+        loc = (*prefix, *error_location(err))
         where = ".".join(str(p) for p in loc)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":

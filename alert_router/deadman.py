@@ -31,8 +31,8 @@ from pydantic import Field, field_validator
 
 from alert_router.configbase import ConfigModel
 from alert_router.durations import Duration
-from alert_router.errors import MatcherError, StoreUnavailable
-from alert_router.matchers import Matcher, format_matchers, parse_matcher_list
+from alert_router.errors import StoreUnavailable
+from alert_router.matchers import Matcher, format_matchers, parse_matcher_list, validate_matcher_list
 from alert_router.metrics import Metrics
 from alert_router.models import Alert, Notification, WebhookPayload
 from alert_router.store.base import DeadmanState, NewOutboxItem, Store
@@ -64,11 +64,7 @@ class DeadmanConfig(ConfigModel):
     @field_validator("match")
     @classmethod
     def _matchers(cls, value: list[str] | str) -> list[str] | str:
-        try:
-            parse_matcher_list(value)
-        except MatcherError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+        return validate_matcher_list(value)
 
     @property
     def matchers(self) -> list[Matcher]:

@@ -59,7 +59,8 @@ class RepeatFilter(logging.Filter):
     before the arguments are filled in) and the values of :data:`IDENTITY_FIELDS`; not the exception, whose type
     changes while one outage goes on (a reset connection, then a refused one). The first line after the interval
     carries ``repeated``: how many were left out since the previous one.
-    Info and debug lines always pass; ``interval`` 0 lets everything pass.
+    Info and debug lines always pass, and so does a receiver's output (:data:`RECEIVER_LOGGERS`: the ``console``
+    receiver logs every firing notification at warning level); ``interval`` 0 lets everything pass.
     """
 
     MAX_KINDS = 1000
@@ -81,7 +82,7 @@ class RepeatFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Pass the first of a kind per interval (with the count of the ones left out), drop the others."""
-        if record.levelno < logging.WARNING or self.interval <= 0:
+        if record.levelno < logging.WARNING or self.interval <= 0 or record.name in RECEIVER_LOGGERS:
             return True
         key = self.kind(record)
         now = self.clock()
@@ -100,6 +101,26 @@ class RepeatFilter(logging.Filter):
             else:
                 setattr(record, REPEATED, left_out)
         return True
+
+
+RECEIVER_LOGGERS = frozenset({"alert_router.console"})
+"""Loggers whose lines are a receiver's output (a record of every notification), never left out as repeats."""
+
+
+def readable_notification(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """Console format: a console receiver's line prints its message ``text`` as it reads, not dict reprs.
+
+    ``notification → console (firing)`` and then the message, indented; ``alerts`` and ``extra`` (the
+    structured form, kept in JSON lines) are left out.
+    """
+    if event.get("logger") not in RECEIVER_LOGGERS or not isinstance(event.get("text"), str):
+        return event
+    text = event.pop("text")
+    for key in ("alerts", "extra", "rule", "group_key", "logger"):
+        event.pop(key, None)
+    head = f"{event.get('event', 'notification')} → {event.pop('receiver', '')} ({event.pop('status', '')})"
+    event["event"] = head + "\n" + "\n".join(f"    {line}" if line else "" for line in text.splitlines())
+    return event
 
 
 def _renderer(fmt: str) -> Any:
@@ -124,6 +145,7 @@ def build_handler(fmt: str = "json", repeat_interval: float = 60.0, stream: Any 
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
             scrub_log_event,
+            *([readable_notification] if fmt == "console" else []),
             _renderer(fmt),
         ],
     )

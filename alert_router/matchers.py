@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pydantic_core import PydanticCustomError
+
 from alert_router.errors import MatcherError
 from alert_router.regex import AnchoredRegex, RegexError, compile_anchored
 
@@ -206,6 +208,39 @@ def parse_matcher_list(items: str | Iterable[str]) -> list[Matcher]:
             raise MatcherError(f"a matcher must be a string such as 'severity=\"critical\"', got {item!r}")
         result.extend(parse_matchers(item))
     return result
+
+
+MATCHER_ERROR = "matcher"
+"""The pydantic error type :func:`validate_matcher_list` raises; its ``ctx`` holds the bad item's ``index``."""
+
+
+def validate_matcher_list(items: str | list[str]) -> str | list[str]:
+    """A pydantic field validator's body for a ``match:`` value: parse it, or fail naming the bad item.
+
+    The error (type :data:`MATCHER_ERROR`) carries the list index of the bad matcher in ``ctx["index"]``, so a
+    configuration problem can point at that matcher's own line (:func:`error_location`), not the ``match:`` key.
+    """
+    if isinstance(items, str):
+        try:
+            parse_matchers(items)
+        except MatcherError as exc:
+            raise PydanticCustomError(MATCHER_ERROR, "{reason}", {"reason": str(exc)}) from None
+        return items
+    for i, item in enumerate(items):
+        try:
+            parse_matcher_list([item])
+        except MatcherError as exc:
+            raise PydanticCustomError(MATCHER_ERROR, "{reason}", {"reason": str(exc), "index": i}) from None
+    return items
+
+
+def error_location(err: Mapping[str, Any]) -> tuple[str | int, ...]:
+    """A pydantic error's location, down to the bad item of a ``match:`` list (see :func:`validate_matcher_list`)."""
+    loc = tuple(err["loc"])
+    ctx = err.get("ctx") or {}
+    if err.get("type") == MATCHER_ERROR and isinstance(ctx.get("index"), int):
+        return (*loc, ctx["index"])
+    return loc
 
 
 def matches_all(matchers: Iterable[Matcher], labels: Mapping[str, str]) -> bool:

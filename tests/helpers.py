@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +147,25 @@ def _unchunk(data: bytes) -> bytes:
             break
         out, data = out + data[:size], data[size + 2 :]
     return out
+
+
+@contextmanager
+def service_logs(fmt: str = "json", level: str = "info") -> Iterator[io.StringIO]:
+    """The service's own logging, configured as ``serve`` does (format ``fmt``), into a buffer; restored after."""
+    import structlog
+
+    from alert_router.logging import configure_logging
+    from alert_router.scrub import ScrubFilter
+
+    buf = io.StringIO()
+    root = logging.getLogger()
+    before = list(root.handlers)
+    configure_logging(fmt, level, stream=buf)
+    try:
+        yield buf
+    finally:
+        structlog.reset_defaults()
+        for handler in root.handlers:
+            handler.filters = [f for f in handler.filters if not isinstance(f, ScrubFilter)]
+            if handler not in before:
+                root.removeHandler(handler)

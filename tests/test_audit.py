@@ -170,3 +170,26 @@ async def test_api_refuses_everything_without_configured_credentials(tmp_path: P
         for path in ("/api/v1/audit", "/api/v1/runs"):
             assert (await client.get(path)).status == 403
         assert (await client.post("/api/v1/runs/1/approve", json={"user": "x"})).status == 403
+
+
+async def test_audit_list_into_a_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    """`alert-router audit list | head`: the reader went away; no BrokenPipeError traceback, status 141."""
+    import subprocess
+    import sys
+
+    cfg, _ = await _store_with_records(tmp_path)
+
+    def run() -> tuple[int, str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "alert_router", "audit", "list", "--config", str(cfg)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None and proc.stderr is not None
+        proc.stdout.close()  # the reader is gone before the first line is written
+        with proc.stderr:
+            err = proc.stderr.read().decode()
+        return proc.wait(timeout=60), err
+
+    code, err = await asyncio.to_thread(run)
+    assert "Traceback" not in err and "BrokenPipeError" not in err, err
+    assert code == 141

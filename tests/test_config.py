@@ -99,9 +99,36 @@ rules:
     path = write(tmp_path, {"alert-router.yaml": BASE, "rules/r.yaml": rules, "runbooks/.keep": ""})
     rp = tmp_path / "rules" / "r.yaml"
     msgs = problems(path)
-    assert any(m.startswith(f"{rp}:5: rules.1.match:") for m in msgs), msgs
+    assert any(m.startswith(f"{rp}:5: rules.1.match.0:") for m in msgs), msgs
     assert f"{rp}:8: rule 'unknown-receiver': unknown receiver 'pager'" in msgs
     assert f"{rp}:9: rule 'unknown-runbook': unknown runbook 'nope'" in msgs
+
+
+def test_bad_matcher_points_at_its_own_line(tmp_path: Path) -> None:
+    """In a block list of matchers the problem names the bad matcher's line, not the `match:` key's."""
+    rules = """\
+rules:
+  - name: three-matchers
+    match:
+      - alertname="ModelServiceDown"
+      - namespace=~"prod|staging"
+      - severity=="critical
+    receivers: [file]
+"""
+    runbook = """\
+name: rb
+match:
+  - alertname="X"
+  - deployment=~"(["
+target: {kind: Deployment, namespace: prod, name: x}
+steps:
+  - action: rollout_restart
+"""
+    path = write(tmp_path, {"alert-router.yaml": BASE, "rules/r.yaml": rules, "runbooks/rb.yaml": runbook})
+    msgs = problems(path)
+    rp, bp = tmp_path / "rules" / "r.yaml", tmp_path / "runbooks" / "rb.yaml"
+    assert any(m.startswith(f"{rp}:6: rules.0.match.2:") for m in msgs), msgs
+    assert any(m.startswith(f"{bp}:4: match.1:") for m in msgs), msgs
 
 
 def test_receiver_type_errors(tmp_path: Path) -> None:

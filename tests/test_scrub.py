@@ -12,7 +12,6 @@ from typing import Any
 
 import aiosmtplib
 import pytest
-import structlog
 from aiohttp import web
 
 from alert_router.channels.base import ChannelError
@@ -21,7 +20,6 @@ from alert_router.chat.alertmanager import AlertmanagerError
 from alert_router.config import load
 from alert_router.enrich.loki import LokiError
 from alert_router.errors import FailureReason
-from alert_router.logging import configure_logging
 from alert_router.redact import MASK
 from alert_router.remediation.actions.base import StepFailed
 from alert_router.remediation.kube import classify_status
@@ -36,7 +34,7 @@ from alert_router.scrub import (
 )
 from tests.chat.support import SLACK_SECRET, chat_config, slack_headers, slash_body
 from tests.enrich.support import enrich_config
-from tests.helpers import JSON_TYPE, fixture_json, read_jsonl, running_app, wait_for, write_config
+from tests.helpers import JSON_TYPE, fixture_json, read_jsonl, running_app, service_logs, wait_for, write_config
 from tests.standins.loki import LokiStandin
 from tests.standins.slack import start_site
 
@@ -48,18 +46,8 @@ AM_TOKEN = "amTokenNothingSpecial7"
 @pytest.fixture
 def captured_logs() -> Iterator[io.StringIO]:
     """The service's own logging, configured as ``serve`` does, into a buffer; restored afterwards."""
-    buf = io.StringIO()
-    root = logging.getLogger()
-    before = list(root.handlers)
-    configure_logging("json", "debug", stream=buf)
-    try:
+    with service_logs("json", "debug") as buf:
         yield buf
-    finally:
-        structlog.reset_defaults()
-        for handler in root.handlers:
-            handler.filters = [f for f in handler.filters if not isinstance(f, ScrubFilter)]
-            if handler not in before:
-                root.removeHandler(handler)
 
 
 # --------------------------------------------------------------------------- scrub()

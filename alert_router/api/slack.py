@@ -88,10 +88,21 @@ class _Container(BaseModel):
     channel_id: str | None = None
 
 
+class _Option(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    value: str | None = None
+
+
 class _Action(BaseModel):
     model_config = ConfigDict(extra="ignore")
     action_id: str | None = None
-    value: str | None = None
+    value: str | None = None  # a button
+    selected_option: _Option | None = None  # a static_select (the Silence menu)
+
+    @property
+    def chosen(self) -> str:
+        """The button's value, or the value of the option picked in a menu."""
+        return self.value or (self.selected_option.value if self.selected_option else None) or ""
 
 
 class Interaction(BaseModel):
@@ -274,7 +285,7 @@ class SlackBridge:
         identity = Identity("slack", user.id or "", channel or "", user.username or user.name or "")
         url = payload.response_url or ""
         for action in actions:
-            self.background.spawn(self._run_and_respond(identity, action.value or "", url))
+            self.background.spawn(self._run_and_respond(identity, action.chosen, url))
         return web.Response(status=200)
 
     async def aclose(self) -> None:

@@ -86,6 +86,8 @@ def _description(ctx: Mapping[str, Any]) -> str:
     parts: list[str] = []
     if note := md.fallback_note(ctx):
         parts.append(note)
+    if escalation := md.escalation_note(ctx, code=True):
+        parts.append(escalation)
     if ctx["digest"]:
         parts.extend(md.compact_line(a, code=True) for a in ctx["alerts"])
     else:
@@ -113,6 +115,8 @@ def _description(ctx: Mapping[str, Any]) -> str:
                 text += "\n" + md.md_codeblock(list(entry["text"]), 1000)
             parts.append(text)
         parts.extend(md.runbook_line(r, code=True) for r in ctx["runbook_runs"])
+        if message := md.runbook_message(ctx):
+            parts.append(message)
         if ctx["count"] > 1 and (links := md.links_line(ctx["links"])):
             parts.append(links)
     return "\n\n".join(parts)

@@ -190,7 +190,9 @@ class OpsgenieChannel:
     @staticmethod
     def details(ctx: Mapping[str, Any]) -> dict[str, str]:
         """The group's labels and links as string pairs, at most 8,000 characters in all."""
-        pairs = [*(ctx.get("group_labels") or {}).items(), *(ctx.get("common_labels") or {}).items()]
+        escalation = ctx.get("escalation")
+        pairs = [("escalation", str(escalation["text"]))] if escalation else []
+        pairs += [*(ctx.get("group_labels") or {}).items(), *(ctx.get("common_labels") or {}).items()]
         pairs += [(text, url) for text, url in incident.links(ctx)]
         pairs += [("alerts_firing", str(len(ctx["firing_alerts"]))), ("group_id", str(ctx["group_id"]))]
         out: dict[str, str] = {}

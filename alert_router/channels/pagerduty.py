@@ -157,6 +157,8 @@ class PagerDutyChannel:
             details["kubernetes"] = [f"{k['target']}: {k['summary']}" for k in ctx["kubernetes"]]
         if ctx["runbook_runs"]:
             details["runbook_runs"] = ctx["runbook_runs"]
+        if escalation := ctx.get("escalation"):
+            details["escalation"] = escalation["text"]
         if acked := incident.acked_by(ctx):
             details["acked_by"] = acked
         if ctx.get("fallback_from"):

@@ -27,16 +27,21 @@ from alert_router.errors import FailureReason
 from alert_router.graph.files import load_pictures, new_pictures, posted_keys
 from alert_router.models import Notification
 from alert_router.render import defaults
-from alert_router.render.context import build_context
+from alert_router.render.context import build_context, group_id
+from alert_router.render.escape import mrkdwn_escape
 from alert_router.render.slack_blocks import MAX_BLOCKS, build_blocks, fallback_text
 from alert_router.render.support import (
+    RunbooksFor,
     links_option,
     missing_when_enabled,
     redact,
     report_template_errors,
+    runbook_applies,
+    runbooks_option,
     template_field,
 )
 from alert_router.render.templates import Template, fit
+from alert_router.render.thread import acked_now, thread_notes
 
 AUTH_ERRORS = frozenset(
     {"invalid_auth", "not_authed", "token_revoked", "token_expired", "account_inactive", "no_permission",
@@ -54,6 +59,12 @@ JITTER_MARGIN = 1.05
 """Default rates are this much under the published ones: time to render and send varies per message."""
 GONE_ERRORS = frozenset({"message_not_found", "cant_update_message", "edit_window_closed"})
 """``chat.update`` failures after which a new message is posted instead."""
+METADATA_EVENT = "alert_router_notification"
+"""The ``event_type`` of the metadata every posted message carries (with the delivery id in its payload)."""
+LOOKUP_PAGES = 3
+LOOKUP_PAGE_SIZE = 200
+LOOKUP_MARGIN = 600.0
+"""How far before the notification was received ``conversations.history`` looks (seconds; clocks differ)."""
 
 
 class SlackConfig(ConfigModel):
@@ -111,14 +122,19 @@ class SlackChannel:
     edits_in_place = True
     """A group's message is edited as the group changes (storm control refreshes it after a digest)."""
 
-    def __init__(self, receiver: str, cfg: SlackConfig, links: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, receiver: str, cfg: SlackConfig, links: dict[str, Any] | None = None,
+        runbooks_for: RunbooksFor | None = None,
+    ) -> None:
         self.receiver = receiver
         self.cfg = cfg
         self.channel = cfg.channel
         self.links = links or {}
+        self.runbooks_for = runbooks_for
         self.body = Template("mrkdwn", defaults.SLACK_BODY, cfg.template, name="template", receiver=receiver)
         self._session: aiohttp.ClientSession | None = None
         self._client: AsyncWebClient | None = None
+        self._tried: set[Any] = set()
 
     def destination(self) -> str:
         """The Slack channel."""
@@ -151,7 +167,8 @@ class SlackChannel:
             ctx = build_context(notification, links=self.links, max_alerts=n)
             errs: list[str] = []
             body = self.body.render(ctx, errs)
-            blocks, cut = build_blocks(ctx, body, actions=self.cfg.actions)
+            blocks, cut = build_blocks(ctx, body, actions=self.cfg.actions,
+                                       runbook=runbook_applies(self.runbooks_for, ctx))
             if n is None:
                 errors.extend(errs)
             return ctx, blocks, cut
@@ -160,8 +177,9 @@ class SlackChannel:
         return fallback_text(ctx), blocks, errors
 
     def extra_messages(self, notification: Notification, previous: MessageRef | None) -> int:
-        """Messages a send posts besides the group's own: one thread reply carrying the new pictures, if any."""
-        return 1 if new_pictures(notification.extra, previous) else 0
+        """Messages a send posts besides the group's own: thread replies (new pictures; resolved, acked)."""
+        notes = thread_notes(build_context(notification, max_alerts=0), previous) if previous else []
+        return (1 if new_pictures(notification.extra, previous) else 0) + len(notes)
 
     async def send(self, notification: Notification, previous: MessageRef | None) -> MessageRef | None:
         """Post or update the group's message, then upload its new pictures into the message's thread.
@@ -173,6 +191,19 @@ class SlackChannel:
         if not ref or not ref.get("ts"):
             return ref
         same = previous is not None and previous.get("ts") == ref.get("ts")
+        ctx = build_context(notification, max_alerts=0)
+        for note in thread_notes(ctx, previous) if same else []:
+            try:
+                await self._get_client().chat_postMessage(
+                    channel=str(ref["channel"]), thread_ts=str(ref["ts"]), text=mrkdwn_escape(note),
+                    unfurl_links=False, unfurl_media=False)
+            except (SlackApiError, SlackRequestError, aiohttp.ClientError, OSError) as exc:
+                error = map_slack_error(exc) if isinstance(exc, SlackApiError) else exc
+                log.warning("thread reply not posted; the message itself was edited", receiver=self.receiver,
+                            error=redact(f"slack: {error}", [secret(self.cfg.token)]))
+                break
+        if acked := acked_now(ctx):
+            ref = {**ref, "acked": acked}
         pictures = await load_pictures(new_pictures(notification.extra, previous if same else None))
         added: list[Any] = []
         if pictures:
@@ -214,8 +245,16 @@ class SlackChannel:
                         data = getattr(exc.response, "data", None)
                         if not (isinstance(data, dict) and data.get("error") in GONE_ERRORS):
                             raise
+            earlier = await self._posted_before(client, notification)
+            if earlier is not None:
+                await client.chat_update(channel=str(earlier["channel"]), ts=str(earlier["ts"]), text=text,
+                                         blocks=blocks)
+                log.info("found the message an earlier attempt posted; edited it instead of posting again",
+                         receiver=self.receiver, ts=earlier["ts"])
+                return {"channel": earlier["channel"], "ts": earlier["ts"], "status": status}
             response = await client.chat_postMessage(
-                channel=self.channel, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False
+                channel=self.channel, text=text, blocks=blocks, unfurl_links=False, unfurl_media=False,
+                metadata=self.metadata(notification),
             )
         except SlackApiError as exc:
             raise map_slack_error(exc) from None
@@ -225,6 +264,57 @@ class SlackChannel:
             message = redact(f"slack: {type(exc).__name__}: {exc}", [secret(self.cfg.token)])
             raise ChannelError(FailureReason.CONNECTION, message, retryable=True) from exc
         return {"channel": response.get("channel") or self.channel, "ts": response.get("ts"), "status": status}
+
+    @staticmethod
+    def metadata(notification: Notification) -> dict[str, Any] | None:
+        """The message metadata that names the delivery that posted it (``event_type`` + ``delivery_id``)."""
+        delivery = notification.extra.get("delivery_id")
+        if delivery is None:
+            return None
+        return {"event_type": METADATA_EVENT,
+                "event_payload": {"delivery_id": str(delivery), "group_id": group_id(notification.group_key)}}
+
+    async def _posted_before(self, client: AsyncWebClient, notification: Notification) -> MessageRef | None:
+        """The message an earlier attempt of this delivery posted, found by its metadata, or ``None``.
+
+        Only asked when an attempt may have posted without its reference being recorded: the delivery was
+        claimed before (a crash, a postponed retry) or tried before in this process (a timeout after Slack
+        accepted). A lookup that Slack refuses for good (no ``channels:history`` scope, a channel given by
+        name) is logged and the message is posted; a retryable refusal fails the attempt.
+        """
+        delivery = notification.extra.get("delivery_id")
+        if delivery is None:
+            return None
+        again = int(notification.extra.get("delivery_attempts") or 1) > 1 or delivery in self._tried
+        if len(self._tried) > 10_000:
+            self._tried.clear()
+        self._tried.add(delivery)
+        if not again:
+            return None
+        oldest = f"{notification.received_at.timestamp() - LOOKUP_MARGIN:.6f}"
+        cursor: str | None = None
+        for _ in range(LOOKUP_PAGES):
+            try:
+                response = await client.conversations_history(
+                    channel=self.channel, oldest=oldest, limit=LOOKUP_PAGE_SIZE, include_all_metadata=True,
+                    cursor=cursor,
+                )
+            except SlackApiError as exc:
+                error = map_slack_error(exc)
+                if error.retryable:
+                    raise
+                log.warning("cannot look for an earlier attempt's message; posting (a duplicate is possible)",
+                            receiver=self.receiver, error=str(error))
+                return None
+            for message in response.get("messages") or []:
+                meta = message.get("metadata") or {}
+                payload = meta.get("event_payload") or {}
+                if meta.get("event_type") == METADATA_EVENT and str(payload.get("delivery_id")) == str(delivery):
+                    return {"channel": self.channel, "ts": message["ts"]}
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor or not response.get("has_more"):
+                break
+        return None
 
     async def aclose(self) -> None:
         """Close the HTTP session."""
@@ -237,7 +327,7 @@ class SlackChannel:
 
 def _build(receiver: str, cfg: Any, ctx: ChannelContext) -> SlackChannel:
     assert isinstance(cfg, SlackConfig)
-    return SlackChannel(receiver, cfg, links_option(ctx.options))
+    return SlackChannel(receiver, cfg, links_option(ctx.options), runbooks_option(ctx.options))
 
 
 TYPE = ChannelType("slack", SlackConfig, _build, secret_free=False)

@@ -100,6 +100,8 @@ def build_card(ctx: Mapping[str, Any], actions: bool = True) -> dict[str, Any]:
     ]
     if note := md.fallback_note(ctx):
         body.append(_text(note, isSubtle=True))
+    if escalation := md.escalation_note(ctx, code=False):
+        body.append(_text(escalation, color="Attention"))
     for a in ctx["alerts"]:
         if ctx["digest"] or ctx["count"] > 5:
             body.append(_text(md.compact_line(a, code=False), spacing="None"))
@@ -116,6 +118,8 @@ def build_card(ctx: Mapping[str, Any], actions: bool = True) -> dict[str, Any]:
                 body.extend(_text(md.md_escape(clip(oneline(line), 300)), fontType="Monospace", size="Small",
                                   spacing="None") for line in entry["text"][:MAX_LOG_LINES])
         body.extend(_text(md.runbook_line(r, code=False)) for r in ctx["runbook_runs"])
+        if message := md.runbook_message(ctx):
+            body.append(_text(message))
     body.append(_text(md.md_escape(f"alert-router · {ctx['receiver']} · group {ctx['group_id']}"), isSubtle=True,
                       size="Small", spacing="Medium"))
     card: dict[str, Any] = {

@@ -2,7 +2,8 @@
 
 Every dynamic value is HTML-escaped by the template sandbox; the message is fitted into Telegram's
 4,096 characters without breaking a tag (fewer alerts listed, then a balanced trim), or split into
-several messages with ``long_messages: split``. Buttons (Ack / Silence 1h / Run runbook) carry
+several messages with ``long_messages: split``. Buttons (Ack, Run runbook when a runbook applies, and a row
+of Silence 1h / 4h / 24h) carry
 ``callback_data`` of at most 64 bytes (see :mod:`alert_router.render.actions`).
 
 One message per Alertmanager group and chat: later notifications edit it (``editMessageText``);
@@ -43,17 +44,21 @@ from alert_router.errors import FailureReason
 from alert_router.graph.files import load_pictures, new_pictures, posted_keys
 from alert_router.models import Notification
 from alert_router.render import defaults
-from alert_router.render.actions import message_actions, pending_approvals
+from alert_router.render.actions import SILENCES, message_actions, pending_approvals
 from alert_router.render.context import build_context
 from alert_router.render.support import (
+    RunbooksFor,
     links_option,
     missing_when_enabled,
     redact,
     report_template_errors,
+    runbook_applies,
+    runbooks_option,
     template_field,
 )
 from alert_router.render.telegram_html import TELEGRAM_LIMIT, split_html, trim_html, visible_length
 from alert_router.render.templates import Template, fit
+from alert_router.render.thread import acked_now, thread_notes
 
 log = structlog.get_logger("alert_router.channels.telegram")
 NOT_MODIFIED = "message is not modified"
@@ -109,11 +114,15 @@ class TelegramChannel:
     edits_in_place = True
     """A group's message is edited as the group changes (storm control refreshes it after a digest)."""
 
-    def __init__(self, receiver: str, cfg: TelegramConfig, links: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, receiver: str, cfg: TelegramConfig, links: dict[str, Any] | None = None,
+        runbooks_for: RunbooksFor | None = None,
+    ) -> None:
         self.receiver = receiver
         self.cfg = cfg
         self.chat_id = cfg.chat_id
         self.links = links or {}
+        self.runbooks_for = runbooks_for
         self.template = Template("html", defaults.TELEGRAM, cfg.template, name="template", receiver=receiver)
         self._bot: Bot | None = None
         self._lock = asyncio.Lock()
@@ -201,8 +210,14 @@ class TelegramChannel:
         keyboard = None
         if self.cfg.actions and not ctx["digest"]:
             firing = [a["short_id"] for a in ctx["firing_alerts"]]
-            actions = message_actions(bool(ctx["firing"]), firing, ctx["group_id"])
-            rows = [[InlineKeyboardButton(a.label, callback_data=value) for a, value in actions]] if actions else []
+            actions = message_actions(bool(ctx["firing"]), firing, ctx["group_id"],
+                                      runbook=runbook_applies(self.runbooks_for, ctx))
+            first = [InlineKeyboardButton(a.label, callback_data=v) for a, v in actions if a not in SILENCES]
+            silences = [(a, v) for a, v in actions if a in SILENCES]
+            rows = [first] if first else []
+            if silences:  # "🔕 Silence 1h", then "4h", "24h": one row
+                rows.append([InlineKeyboardButton(("🔕 " + a.label) if i == 0 else a.short_label, callback_data=v)
+                             for i, (a, v) in enumerate(silences)])
             approvals = pending_approvals(list(ctx.get("runbook_runs") or []))
             if approvals:
                 rows.append([InlineKeyboardButton(label, callback_data=value) for label, value, _ in approvals])
@@ -249,8 +264,9 @@ class TelegramChannel:
         return True
 
     def extra_messages(self, notification: Notification, previous: MessageRef | None) -> int:
-        """Messages a send posts besides the group's own: one photo per new picture."""
-        return len(new_pictures(notification.extra, previous))
+        """Messages a send posts besides the group's own: one photo per new picture, replies (resolved, acked)."""
+        notes = thread_notes(build_context(notification, max_alerts=0), previous) if previous else []
+        return len(new_pictures(notification.extra, previous)) + len(notes)
 
     async def send(self, notification: Notification, previous: MessageRef | None) -> MessageRef | None:
         """Send or edit the group's message, then reply to it with each new picture (``sendPhoto``).
@@ -262,6 +278,22 @@ class TelegramChannel:
         if not ref or not ref.get("message_id"):
             return ref
         same = previous is not None and previous.get("message_id") == ref.get("message_id")
+        ctx = build_context(notification, max_alerts=0)
+        for note in thread_notes(ctx, previous) if same else []:
+            try:
+                bot = await self._get_bot()
+                await bot.send_message(
+                    chat_id=self.chat_id, text=html.escape(note), parse_mode=ParseMode.HTML,
+                    reply_parameters=ReplyParameters(int(ref["message_id"]), allow_sending_without_reply=True),
+                    message_thread_id=self.cfg.message_thread_id,
+                    link_preview_options=LinkPreviewOptions(is_disabled=True),
+                )
+            except (TelegramError, ChannelError) as exc:
+                log.warning("reply not sent; the message itself was edited", receiver=self.receiver,
+                            error=redact(f"telegram: {exc}", self._secrets()))
+                break
+        if acked := acked_now(ctx):
+            ref = {**ref, "acked": acked}
         pictures = await load_pictures(new_pictures(notification.extra, previous if same else None))
         added: list[Any] = []
         for g, png in pictures:
@@ -323,7 +355,7 @@ class TelegramChannel:
 
 def _build(receiver: str, cfg: Any, ctx: ChannelContext) -> TelegramChannel:
     assert isinstance(cfg, TelegramConfig)
-    return TelegramChannel(receiver, cfg, links_option(ctx.options))
+    return TelegramChannel(receiver, cfg, links_option(ctx.options), runbooks_option(ctx.options))
 
 
 TYPE = ChannelType("telegram", TelegramConfig, _build, secret_free=False)

@@ -100,6 +100,7 @@ def default_body(context: dict[str, Any]) -> dict[str, Any]:
             {k: g[k] for k in ("status", "reason", "url", "title", "describe", "query")} for g in context["graphs"]
         ],
         "digest": context["digest"],
+        "escalation": context["escalation"],
         "fallback_from": context["fallback_from"],
     }
 

@@ -1,6 +1,6 @@
 """Button values the chat commands understand, and the commands they stand for.
 
-Alert buttons (Ack, Silence 1h, Run runbook) are encoded by :mod:`alert_router.render.actions`
+Alert buttons (Ack, Silence 1h / 4h / 24h, Run runbook) are encoded by :mod:`alert_router.render.actions`
 (``ar1:<action>:<alert short id or *>:<group id>``). Approval buttons for a pending runbook run are
 encoded here, in the same family and well under Telegram's 64 bytes::
 
@@ -53,6 +53,6 @@ def decode_button(value: str) -> ButtonPress | None:
         return None
     if ref.action is Action.ACK:
         return ButtonPress("ack", ref.alert, ref.group)
-    if ref.action is Action.SILENCE_1H:
-        return ButtonPress("silence", ref.alert, ref.group, silence_for=3600.0)
+    if ref.action.silence_for is not None:
+        return ButtonPress("silence", ref.alert, ref.group, silence_for=ref.action.silence_for)
     return ButtonPress("runbook run", ref.alert, ref.group)

@@ -4,8 +4,11 @@ Commands (the same words in Slack and Telegram; buttons map onto them)::
 
     alerts [matchers]                              firing alerts: short id, severity, age, ack state
     ack <id> [<id> ...]                            record who acked; stops escalation; the message shows it
+    unack <id> [<id> ...]                          take an ack back: escalation resumes, the message shows it
+    escalate <id>                                  page the alert's escalation receivers now
     silence <id | matchers> <duration> [comment]   a real Alertmanager silence, created by the chat user
     unsilence <silence-id>                         expire it
+    silences [matchers]                            active silences: id, matchers, creator, ends in
     runbook list | run <name> <alert-id> | approve <run-id> | deny <run-id> [reason]
     status                                         service health, queue depth, Alertmanager reachable
     help [command]
@@ -50,6 +53,7 @@ from alert_router.matchers import (
     select_matching,
 )
 from alert_router.pipeline.route import route_labels
+from alert_router.remediation.plan import applicable_runbooks
 from alert_router.remediation.runs import RunRecord
 from alert_router.render.context import SEVERITY_MARKERS, SEVERITY_ORDER, group_id, key_labels, short_id
 from alert_router.store.base import AlertRecord, NewOutboxItem, Store
@@ -61,8 +65,11 @@ Source = Literal["command", "button"]
 USAGE: dict[str, str] = {
     "alerts": "alerts [matchers]",
     "ack": "ack <id> [<id> ...]",
+    "unack": "unack <id> [<id> ...]",
+    "escalate": "escalate <id>",
     "silence": "silence <id | matchers> <duration> [comment]",
     "unsilence": "unsilence <silence-id>",
+    "silences": "silences [matchers]",
     "runbook list": "runbook list",
     "runbook run": "runbook run <runbook> <alert-id>",
     "runbook approve": "runbook approve <run-id>",
@@ -75,9 +82,12 @@ USAGE: dict[str, str] = {
 DESCRIPTIONS: dict[str, str] = {
     "alerts": "firing alerts with short ids, severity, age and ack state",
     "ack": "say you are on it: stops escalation, the alert's message shows who acked",
+    "unack": "take an ack back (nobody is on it after all): escalation resumes",
+    "escalate": "page the alert's escalation receivers now, without waiting for the timer",
     "silence": "create an Alertmanager silence, e.g. `silence 2bb1035c 2h deploying` or "
     "`silence alertname=Foo namespace=prod 30m`",
     "unsilence": "expire a silence",
+    "silences": "active Alertmanager silences with their ids (for unsilence), matchers, creator and end",
     "runbook list": "runbooks and runs waiting for approval",
     "runbook run": "start a runbook for an alert (guards and approval still apply)",
     "runbook approve": "approve a run that waits for approval",
@@ -89,6 +99,8 @@ DESCRIPTIONS: dict[str, str] = {
 ALIASES = {"start": "help", "approve": "runbook approve", "deny": "runbook deny", "runbooks": "runbook list"}
 MIN_ID = 4
 MAX_LISTED = 30
+MAX_IDS = 50
+"""Alert ids one command takes."""
 _ID = re.compile(r"^[0-9A-Za-z]{4,64}$")
 _SILENCE_ID = re.compile(r"^[0-9A-Za-z-]{4,64}$")
 _DURATION = re.compile(r"^(?:\d+(?:\.\d+)?(?:ms|s|m|h|d|w))+$")
@@ -211,6 +223,22 @@ def tokenize(text: str) -> list[str]:
     return tokens
 
 
+ECHO_LIMIT = 40
+"""Characters of the user's input an error reply quotes back (the rest is elided)."""
+
+
+def elide(text: str, limit: int) -> str:
+    """``text`` cut after ``limit`` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def shown(token: str, limit: int = ECHO_LIMIT) -> str:
+    """``token`` quoted for a reply, elided past ``limit`` characters: ``'aaaa…' (50,000 characters)``."""
+    if len(token) <= limit:
+        return repr(token)
+    return f"{token[:limit]!r}… ({len(token):,} characters)"
+
+
 def _unquote(token: str) -> str:
     if len(token) >= 2 and token[0] == token[-1] == '"':
         return token[1:-1].replace('\\"', '"').replace("\\\\", "\\")
@@ -223,20 +251,20 @@ def _matchers(tokens: Sequence[str], command: str) -> tuple[Matcher, ...]:
         try:
             out.extend(parse_matchers(token))
         except MatcherError as exc:
-            raise ParseError(f"{token!r} is not a matcher: {exc}", command) from None
+            raise ParseError(f"{shown(token)} is not a matcher: {elide(str(exc), 200)}", command) from None
     return tuple(out)
 
 
 def _alert_id(token: str, command: str) -> str:
     if not _ID.match(token):
-        raise ParseError(f"{token!r} is not an alert id (give at least {MIN_ID} characters of it)", command)
+        raise ParseError(f"{shown(token)} is not an alert id (give at least {MIN_ID} characters of it)", command)
     return token.lower()
 
 
 def _run_id(token: str, command: str) -> int:
     text = token.removeprefix("#")
     if not text.isdigit():
-        raise ParseError(f"{token!r} is not a run id (a number, as `runbook list` shows it)", command)
+        raise ParseError(f"{shown(token)} is not a run id (a number, as `runbook list` shows it)", command)
     return int(text)
 
 
@@ -248,10 +276,10 @@ def _command_word(tokens: list[str]) -> tuple[str, list[str]]:
         sub = rest[0].lower() if rest else "list"
         name = f"runbook {sub}"
         if name not in COMMANDS:
-            raise ParseError(f"unknown runbook command {sub!r}: use list, run, approve or deny", "runbook list")
+            raise ParseError(f"unknown runbook command {shown(sub)}: use list, run, approve or deny", "runbook list")
         return name, rest[1:]
     if word not in COMMANDS:
-        raise ParseError(f"unknown command {tokens[0]!r}")
+        raise ParseError(f"unknown command {shown(tokens[0])}")
     return word, rest
 
 
@@ -267,12 +295,18 @@ def parse_command(text: str) -> Command:
         if args:
             raise ParseError(f"`{name}` takes no arguments", name)
         return Command(name, text=text)
-    if name == "alerts":
+    if name in ("alerts", "silences"):
         return Command(name, matchers=_matchers(args, name), text=text)
-    if name == "ack":
+    if name in ("ack", "unack"):
         if not args:
             raise ParseError("which alert? give its id", name)
+        if len(args) > MAX_IDS:
+            raise ParseError(f"{len(args):,} ids: give at most {MAX_IDS} at once", name)
         return Command(name, ids=tuple(_alert_id(a, name) for a in args), text=text)
+    if name == "escalate":
+        if len(args) != 1:
+            raise ParseError("give one alert id", name)
+        return Command(name, ids=(_alert_id(args[0], name),), text=text)
     if name == "silence":
         return _parse_silence(args, text)
     if name == "unsilence":
@@ -288,7 +322,7 @@ def parse_command(text: str) -> Command:
             raise ParseError("give the run id", name)
         comment = " ".join(_unquote(a) for a in args[1:])
         return Command(name, run_id=_run_id(args[0], name), comment=comment, text=text)
-    raise ParseError(f"unknown command {tokens[0]!r}")  # pragma: no cover - every name is handled above
+    raise ParseError(f"unknown command {shown(tokens[0])}")  # pragma: no cover - every name is handled above
 
 
 def _parse_silence(args: list[str], text: str) -> Command:
@@ -504,8 +538,11 @@ class CommandService:
             "status": self._status,
             "alerts": self._alerts,
             "ack": self._ack,
+            "unack": self._ack,
+            "escalate": self._escalate,
             "silence": self._silence,
             "unsilence": self._unsilence,
+            "silences": self._silences,
             "runbook list": self._runbook_list,
             "runbook run": self._runbook_run,
             "runbook approve": self._runbook_decide,
@@ -553,7 +590,7 @@ class CommandService:
         topic = " ".join(cmd.topic.split())
         topic = ALIASES.get(topic, topic)
         if topic and topic not in COMMANDS and topic != "runbook":
-            raise CommandError(f"No command {topic!r}. Try {prefix}help")
+            raise CommandError(f"No command {shown(topic)}. Try {prefix}help")
         names = [n for n in COMMANDS if not topic or n == topic or n.startswith(topic + " ")]
         lines = [f"alert-router commands (you are {principal.name}, role {principal.role or 'none'}):"]
         for name in names:
@@ -601,7 +638,7 @@ class CommandService:
     async def _alerts(self, cmd: Command, principal: Principal) -> _Outcome:
         now = self.clock.now()
         records = await select_matching(cmd.matchers, await self.store.alerts("firing"), lambda a: a.labels)
-        where = f" matching {format_matchers(cmd.matchers)}" if cmd.matchers else ""
+        where = f" matching {elide(format_matchers(cmd.matchers), 300)}" if cmd.matchers else ""
         if not records:
             return _Outcome(Reply(f"No firing alerts{where}."))
         timers: dict[str, float] = {}
@@ -624,17 +661,20 @@ class CommandService:
         holder: dict[str, Any] = {}
         source = cmd.source
 
+        undo = cmd.name == "unack"
+
         def effects(snap: AckSnapshot) -> tuple[list[NewOutboxItem], list[AuditEntry]]:
             items = renotify_items(snap)
             parts = []
             if snap.acked:
                 names = ", ".join(f"{short_id(r.fingerprint)} {r.labels.get('alertname', '')}".strip()
                                   for r in snap.acked)
-                parts.append(f"{principal.name} acked {names}.")
+                parts.append(f"{principal.name} {'took back the ack of' if undo else 'acked'} {names}.")
             for r in snap.already:
-                parts.append(f"{short_id(r.fingerprint)} was already acked by {r.acked_by}.")
+                parts.append(f"{short_id(r.fingerprint)} is not acked." if undo
+                             else f"{short_id(r.fingerprint)} was already acked by {r.acked_by}.")
             for r in snap.not_firing:
-                parts.append(f"{short_id(r.fingerprint)} is {r.status}: nothing to ack.")
+                parts.append(f"{short_id(r.fingerprint)} is {r.status}: nothing to {cmd.name}.")
             for fp in snap.missing:
                 parts.append(f"{short_id(fp)} is no longer known.")
             ok = bool(snap.acked) or bool(snap.already)
@@ -647,15 +687,54 @@ class CommandService:
             holder["outcome"] = outcome
             return items, [self._entry(principal, source, cmd.text, cmd.name, outcome)]
 
-        result = await self.store.ack_alerts(fingerprints, principal.actor, self.clock.now(), effects)
+        result = await self.store.ack_alerts(fingerprints, principal.actor, self.clock.now(), effects, undo=undo)
         outcome: _Outcome = holder["outcome"]
         outcome.audited = True
-        if result.stopped_escalations:
+        if result.stopped_escalations and undo:
+            outcome.reply = Reply(outcome.reply.text + " Escalation resumed.", outcome.reply.ok, outcome.reply.public)
+        elif result.stopped_escalations:
             self.metrics.escalations.labels("acked").inc(result.stopped_escalations)
             outcome.reply = Reply(outcome.reply.text + " Escalation stopped.", outcome.reply.ok, outcome.reply.public)
         if result.enqueued and self.wake_delivery is not None:
             self.wake_delivery()
         return outcome
+
+    async def _escalate(self, cmd: Command, principal: Principal) -> _Outcome:
+        """Send the alert to the receivers of its rules' ``escalate:`` policies now (a message of its own)."""
+        from alert_router.chat.escalation import escalation_key, escalation_notifications, policies
+
+        (rec,) = await self._targets(cmd)
+        if rec.status != "firing":
+            raise CommandError(f"{short_id(rec.fingerprint)} is {rec.status}: nothing to escalate.")
+        known = policies(self.config)
+        rules = [r.name for r in route_labels(rec.labels, self.config.rules, self.config.default).rules
+                 if r.name in known]
+        if not rules:
+            raise CommandError(f"No rule of {short_id(rec.fingerprint)} has an `escalate:` policy: "
+                               "there is nobody to escalate to.")
+        now = self.clock.now()
+        steps = {t.rule: t.step for t in await self.store.escalations(fingerprint=rec.fingerprint)}
+        items: list[NewOutboxItem] = []
+        receivers: list[str] = []
+        for rule in rules:
+            policy = known[rule]
+            key = escalation_key(rec.group_key, rule, f"by-{principal.actor}-{int(now)}")
+            items += await escalation_notifications(
+                self.store, self.config, rule, rec.group_key, [rec], policy, steps.get(rule, 0) + 1, now,
+                by=principal.name, key=key)
+            receivers += [r for r in policy.receivers if r not in receivers]
+        if not items:
+            raise CommandError(f"The escalation receivers ({', '.join(receivers)}) are all switched off.")
+        audit = [AuditEntry("escalated", {"rules": rules, "group_key": rec.group_key,
+                                          "fingerprints": [rec.fingerprint], "receivers": receivers,
+                                          "by": principal.actor}, actor=principal.actor)]
+        await self.store.update_escalations([], principal.actor, now, follow_ups=items, audit=audit)
+        if self.wake_delivery is not None:
+            self.wake_delivery()
+        self.metrics.escalations.labels("fired").inc()
+        name = rec.labels.get("alertname", "")
+        text = f"{principal.name} escalated {short_id(rec.fingerprint)} {name} to {', '.join(receivers)}."
+        return _Outcome(Reply(text, public=True), details={"fingerprint": rec.fingerprint, "receivers": receivers})
 
     async def _silence(self, cmd: Command, principal: Principal) -> _Outcome:
         duration = float(cmd.duration or 0)
@@ -678,7 +757,7 @@ class CommandService:
         silence_id = await self.alertmanager.create_silence(
             matchers, starts_at=start, ends_at=end, created_by=principal.actor, comment=comment
         )
-        text = (f"{principal.name} silenced {format_matchers(matchers)} for {format_duration(duration)} "
+        text = (f"{principal.name} silenced {elide(format_matchers(matchers), 300)} for {format_duration(duration)} "
                 f"(until {end.strftime('%Y-%m-%d %H:%M UTC')}). Silence id: {silence_id}\n"
                 f"{self.alertmanager.silence_link(silence_id)}")
         return _Outcome(Reply(text, public=True), details={
@@ -701,10 +780,28 @@ class CommandService:
                 f"created by {silence.created_by}).")
         return _Outcome(Reply(text, public=True), details=details)
 
+    async def _silences(self, cmd: Command, principal: Principal) -> _Outcome:
+        """Active silences (API v2 ``GET /silences``), soonest ending first, so ``unsilence`` needs no memory."""
+        now = datetime.fromtimestamp(self.clock.now(), UTC)
+        found = await self.alertmanager.silences([str(m) for m in cmd.matchers])
+        active = sorted((s for s in found if s.state == "active"), key=lambda s: s.ends_at)
+        where = f" matching {elide(format_matchers(cmd.matchers), 300)}" if cmd.matchers else ""
+        if not active:
+            return _Outcome(Reply(f"No active silences{where}."))
+        lines = [f"{len(active)} active silence(s){where}:"]
+        for sil in active[:MAX_LISTED]:
+            left = format_duration(max(0.0, (sil.ends_at - now).total_seconds()))
+            line = f"• {sil.id} {elide(sil.matchers_text(), 200)} by {elide(sil.created_by, 60)} · ends in {left}"
+            if sil.comment:
+                line += f" — {elide(' '.join(sil.comment.split()), 100)}"
+            lines.append(line)
+        if len(active) > MAX_LISTED:
+            lines.append(f"… and {len(active) - MAX_LISTED} more: narrow it down with matchers.")
+        lines.append(f"Expire one with {self.prefix(principal.identity.platform)}unsilence <id>")
+        return _Outcome(Reply("\n".join(lines)), details={"count": len(active)})
+
     def _applicable_runbooks(self, labels: Mapping[str, str]) -> list[str]:
-        route = route_labels(labels, self.config.rules, self.config.default)
-        names = [name for name, _ in route.runbooks]
-        return [n for n in names if n in self.config.runbooks and self.config.runbooks[n].matches(dict(labels))]
+        return applicable_runbooks(self.config, labels)
 
     async def _runbook_list(self, cmd: Command, principal: Principal) -> _Outcome:
         prefix = self.prefix(principal.identity.platform)
@@ -743,7 +840,7 @@ class CommandService:
         if cmd.runbook:
             name = cmd.runbook
             if name not in self.config.runbooks:
-                raise CommandError(f"No runbook {name!r}. See {prefix}runbook list")
+                raise CommandError(f"No runbook {shown(name)}. See {prefix}runbook list")
             rec = records[0]
         else:  # the Run runbook button: the runbook that applies to the alert, if exactly one does
             options = {r.fingerprint: self._applicable_runbooks(r.labels) for r in records}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import structlog
 
@@ -47,6 +48,7 @@ __all__ = [
     "SystemClock",
     "closing_items",
     "escalation_key",
+    "escalation_notifications",
     "policies",
 ]
 
@@ -212,40 +214,7 @@ class Escalator:
     async def _notifications(
         self, rule: str, group_key: str, records: list[AlertRecord], policy: EscalatePolicy, step: int, now: float
     ) -> list[NewOutboxItem]:
-        group_labels: dict[str, str] = {}
-        external_url = ""
-        for notice in reversed(await self.store.sent_notices(group_key)):
-            if notice.message_key == group_key:
-                group_labels = dict(notice.payload.get("group_labels") or {})
-                external_url = str(notice.payload.get("external_url") or "")
-                break
-        since = min((r.changed_at or r.last_seen) for r in records)
-        annotations = [dict(r.annotations) for r in records]
-        common_annotations = {k: v for k, v in annotations[0].items() if all(a.get(k) == v for a in annotations)}
-        items = []
-        for receiver in policy.receivers:
-            if not self.config.delivers_to(receiver):
-                continue
-            payload = {
-                "receiver": receiver,
-                "rule": rule,
-                "group_key": group_key,
-                "status": "firing",
-                "alerts": [alert_wire(r) for r in records],
-                "changed": [r.fingerprint for r in records],
-                "group_labels": group_labels,
-                "common_labels": common_labels(records),
-                "common_annotations": common_annotations,
-                "external_url": external_url,
-                "truncated_alerts": 0,
-                "received_at": iso(now),
-                "extra": {"escalation": {
-                    "rule": rule, "step": step, "repeat": policy.repeat, "after": policy.after,
-                    "unacked_for": round(now - since, 3),
-                }},
-            }
-            items.append(NewOutboxItem("notify", receiver, escalation_key(group_key, rule, step), payload))
-        return items
+        return await escalation_notifications(self.store, self.config, rule, group_key, records, policy, step, now)
 
     async def close_resolved(self, limit: int = 100) -> int:
         """Update the escalation messages of groups that resolved; return the notifications enqueued."""
@@ -294,3 +263,48 @@ class Escalator:
                 log.exception("escalation round failed")
             await self.clock.sleep(self.settings.poll_interval)
 
+
+async def escalation_notifications(
+    store: Store, config: Config, rule: str, group_key: str, records: list[AlertRecord], policy: EscalatePolicy,
+    step: int, now: float, *, by: str | None = None, key: str | None = None,
+) -> list[NewOutboxItem]:
+    """One ``notify`` item per receiver of ``policy`` for ``records``, with ``extra["escalation"]``.
+
+    The timers use it with ``key`` ``None`` (:func:`escalation_key` of the step); the ``escalate`` chat command
+    passes who escalated (``by``) and its own key, so a person's escalation is a message of its own.
+    """
+    group_labels: dict[str, str] = {}
+    external_url = ""
+    for notice in reversed(await store.sent_notices(group_key)):
+        if notice.message_key == group_key:
+            group_labels = dict(notice.payload.get("group_labels") or {})
+            external_url = str(notice.payload.get("external_url") or "")
+            break
+    since = min((r.changed_at or r.last_seen) for r in records)
+    annotations = [dict(r.annotations) for r in records]
+    common_annotations = {k: v for k, v in annotations[0].items() if all(a.get(k) == v for a in annotations)}
+    escalation: dict[str, Any] = {"rule": rule, "step": step, "repeat": policy.repeat, "after": policy.after,
+                                  "unacked_for": round(now - since, 3)}
+    if by:
+        escalation["by"] = by
+    items = []
+    for receiver in policy.receivers:
+        if not config.delivers_to(receiver):
+            continue
+        payload = {
+            "receiver": receiver,
+            "rule": rule,
+            "group_key": group_key,
+            "status": "firing",
+            "alerts": [alert_wire(r) for r in records],
+            "changed": [r.fingerprint for r in records],
+            "group_labels": group_labels,
+            "common_labels": common_labels(records),
+            "common_annotations": common_annotations,
+            "external_url": external_url,
+            "truncated_alerts": 0,
+            "received_at": iso(now),
+            "extra": {"escalation": dict(escalation)},
+        }
+        items.append(NewOutboxItem("notify", receiver, key or escalation_key(group_key, rule, step), payload))
+    return items

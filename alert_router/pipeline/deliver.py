@@ -151,6 +151,7 @@ class Deliverer:
         now = time.time
         notification = Notification.model_validate(item.payload)
         notification.extra["delivery_id"] = item.id
+        notification.extra["delivery_attempts"] = item.attempts  # > 1: an earlier claim may have sent it already
         channel = self.channels.get(item.dest)
         if channel is None:
             log.error("receiver no longer configured; notification dropped", receiver=item.dest, outbox_id=item.id)

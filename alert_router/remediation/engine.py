@@ -49,6 +49,7 @@ from alert_router.redact import Redactor
 from alert_router.remediation.actions import REGISTRY, ActionParams, StepContext, StepFailed, StepResult, Target
 from alert_router.remediation.actions.base import run_step
 from alert_router.remediation.evidence import gather_with
+from alert_router.remediation.failure import failure_report
 from alert_router.remediation.kube import KubeClient, KubeSession
 from alert_router.remediation.plan import triggers
 from alert_router.remediation.runbook import Runbook
@@ -165,8 +166,13 @@ def alert_variables(runbook: str, alert: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_entry(run: RunRecord) -> dict[str, Any]:
-    """One element of ``extra["runbook_runs"]`` in the notifications about a run."""
+def run_entry(run: RunRecord, data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One element of ``extra["runbook_runs"]`` in the notifications about a run.
+
+    ``data`` is the run's data when it is newer than ``run.data`` (a run in progress); a failed step's
+    report (:func:`~alert_router.remediation.failure.failure_report`) is carried as ``failure``.
+    """
+    source = data if data is not None else run.data
     entry: dict[str, Any] = {
         "run_id": run.id,
         "runbook": run.runbook,
@@ -177,9 +183,12 @@ def run_entry(run: RunRecord) -> dict[str, Any]:
     }
     if run.status == PENDING and run.approval_expires_at:
         entry["approval_expires_at"] = _iso(run.approval_expires_at)
-    evidence = run.data.get("evidence")
+    evidence = source.get("evidence")
     if isinstance(evidence, dict):
         entry["evidence"] = evidence
+    failure = source.get("failure")
+    if isinstance(failure, dict) and run.status in (RunStatus.FAILED.value, RUNNING):
+        entry["failure"] = failure
     return entry
 
 
@@ -773,6 +782,11 @@ class RemediationEngine:
                     if isinstance(outcome, StepFailed):
                         if section == "steps":
                             failure = (i, step, outcome)
+                            data["failure"] = failure_report(
+                                number=i + 1, of=len(runbook.steps), title=step.title, action=step.action,
+                                error=str(outcome), reason=outcome.reason.value, done=summaries, target=target,
+                            )
+                            variables["failure"] = data["failure"]
                             break
                         continue
                     if section == "steps":
@@ -828,8 +842,13 @@ class RemediationEngine:
             return None
         session = self._session(dry_run=run.dry_run, deadline=time.monotonic() + timeout)
 
+        failure = data.get("failure")
+        # an on_failure step reports a run that has failed, not one still "running"
+        reported = run if not isinstance(failure, dict) else dataclasses.replace(
+            run, status=RunStatus.FAILED.value, summary=_shorten(f"step {failure['step']} failed: {failure['error']}"))
+
         def notification(receiver: str, extra: dict[str, Any]) -> NewOutboxItem:
-            return self._notification_item(run, data, receiver, extra)
+            return self._notification_item(reported, data, receiver, extra)
 
         ctx = StepContext(
             run_id=run.id, runbook=runbook.name, index=index, target=target, alert=alert, dry_run=run.dry_run,
@@ -951,7 +970,7 @@ class RemediationEngine:
             "external_url": group.get("external_url") or "",
             "truncated_alerts": 0,
             "received_at": _iso(time.time()),
-            "extra": {"runbook_runs": [run_entry(run)], **extra},
+            "extra": {"runbook_runs": [run_entry(run, data)], **extra},
         }
         return NewOutboxItem("notify", receiver, run.group_key, payload)
 

@@ -65,6 +65,15 @@ def runbook_items(
     ]
 
 
+def applicable_runbooks(config: Config, labels: Mapping[str, str]) -> list[str]:
+    """The runbooks an alert with ``labels`` can run: named by its routing rules and matching it themselves.
+
+    What the Run runbook button offers (chat) and whether a message shows that button at all (channels).
+    """
+    names = [name for name, _ in route_labels(labels, config.rules, config.default).runbooks]
+    return [n for n in names if n in config.runbooks and config.runbooks[n].matches(dict(labels))]
+
+
 def triggers(item: OutboxItem) -> Iterator[tuple[str, dict[str, Any]]]:
     """Each trigger of a ``runbook`` item, in order: its key (for idempotence) and its payload.
 

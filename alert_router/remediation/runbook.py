@@ -38,12 +38,13 @@ from pydantic import Field, ValidationError, field_validator
 
 from alert_router.configbase import ConfigModel
 from alert_router.durations import Duration
-from alert_router.errors import MatcherError, Problem
-from alert_router.matchers import Matcher, MatchOp, parse_matcher_list
+from alert_router.errors import Problem
+from alert_router.matchers import Matcher, MatchOp, error_location, parse_matcher_list, validate_matcher_list
 from alert_router.remediation.actions import REGISTRY, ActionParams
 from alert_router.remediation.evidence import EVIDENCE_KINDS, EvidenceSettings
 from alert_router.remediation.templating import (
     CONDITION_VARS,
+    FAILURE_VARS,
     STEP_VARS,
     TemplateProblem,
     check_condition,
@@ -113,11 +114,7 @@ class RunbookModel(ConfigModel):
     @field_validator("match")
     @classmethod
     def _valid_matchers(cls, value: list[str] | str) -> list[str] | str:
-        try:
-            parse_matcher_list(value)
-        except MatcherError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+        return validate_matcher_list(value)
 
 
 @dataclass(frozen=True)
@@ -159,7 +156,7 @@ def _message(err: Any) -> str:
 def _pydantic_problems(exc: ValidationError, lines: LineMap, prefix: Sequence[str | int] = ()) -> list[Problem]:
     out = []
     for err in exc.errors(include_url=False):
-        loc = (*prefix, *err["loc"])
+        loc = (*prefix, *error_location(err))
         where = ".".join(str(p) for p in loc) or "runbook"
         out.append(lines.problem(loc, f"{where}: {_message(err)}"))
     return out
@@ -215,7 +212,7 @@ def _load_steps(
             if value is None:
                 continue
             try:
-                check_value(value, STEP_VARS)
+                check_value(value, FAILURE_VARS if section == "on_failure" else STEP_VARS)
             except TemplateProblem as exc:
                 field_key = action.params.model_fields[fname].alias or fname
                 problems.append(lines.problem((*path, field_key), f"{section}.{i}.{field_key}: {exc}"))

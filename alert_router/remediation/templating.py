@@ -9,7 +9,8 @@ Variables: ``labels``, ``annotations``, ``alert`` (``name``, ``status``, ``finge
 ``starts_at``, ``generator_url``) and ``runbook`` (its name) everywhere; in ``when:`` and in steps
 also ``evidence`` (what the Kubernetes API said about the target, see
 :mod:`alert_router.remediation.evidence`); in steps also ``target`` (``kind``, ``namespace``,
-``name``) and ``run`` (``id``, ``dry_run``).
+``name``) and ``run`` (``id``, ``dry_run``); in ``on_failure`` steps also ``failure`` (the failed step,
+its error, the outcome and what to do next).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ WHEN_VARS = CONDITION_VARS | {"evidence"}
 
 STEP_VARS = WHEN_VARS | {"target", "run"}
 """Variables available in step parameters."""
+
+FAILURE_VARS = STEP_VARS | {"failure"}
+"""Variables available in ``on_failure`` steps: ``failure`` is the failed step's report (``step``, ``error``,
+``reason``, ``outcome``, ``next``; see :mod:`alert_router.remediation.failure`)."""
 
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _WHOLE_EXPR = re.compile(r"^\s*\{\{(?P<expr>.*?)\}\}\s*$", re.DOTALL)

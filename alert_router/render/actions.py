@@ -5,7 +5,8 @@ bytes)::
 
     ar1:<action>:<alert>:<group>
 
-``action`` is ``ack``, ``sil1h`` or ``rb``; ``alert`` is the first 8 characters of the alert's
+``action`` is ``ack``, ``sil1h`` / ``sil4h`` / ``sil24h`` (silence for 1, 4 or 24 hours) or ``rb``;
+``alert`` is the first 8 characters of the alert's
 fingerprint, or ``*`` for every firing alert of the group; ``group`` is :func:`~alert_router.render.context.group_id`
 of the Alertmanager group key (8 hex digits). Example: ``ar1:ack:2bb1035c:5f1e0a9d`` (25 bytes).
 """
@@ -19,7 +20,7 @@ from typing import Any
 
 PREFIX = "ar1"
 SLACK_ACTION_PREFIX = "alert_router."
-_VALUE = re.compile(r"^ar1:(ack|sil1h|rb):([0-9a-zA-Z]{1,16}|\*):([0-9a-f]{8})$")
+_VALUE = re.compile(r"^ar1:(ack|sil1h|sil4h|sil24h|rb):([0-9a-zA-Z]{1,16}|\*):([0-9a-f]{8})$")
 
 
 class Action(enum.StrEnum):
@@ -27,12 +28,25 @@ class Action(enum.StrEnum):
 
     ACK = "ack"
     SILENCE_1H = "sil1h"
+    SILENCE_4H = "sil4h"
+    SILENCE_24H = "sil24h"
     RUNBOOK = "rb"
 
     @property
     def label(self) -> str:
         """The button's text."""
-        return {"ack": "Ack", "sil1h": "Silence 1h", "rb": "Run runbook"}[self.value]
+        return {"ack": "Ack", "sil1h": "Silence 1h", "sil4h": "Silence 4h", "sil24h": "Silence 24h",
+                "rb": "Run runbook"}[self.value]
+
+    @property
+    def short_label(self) -> str:
+        """The text in a row of silence choices (``1h``) or the plain label."""
+        return self.label.removeprefix("Silence ") if self in SILENCES else self.label
+
+    @property
+    def silence_for(self) -> float | None:
+        """How long a silence button silences, in seconds; ``None`` for the others."""
+        return {"sil1h": 3600.0, "sil4h": 4 * 3600.0, "sil24h": 24 * 3600.0}.get(self.value)
 
     @property
     def slack_action_id(self) -> str:
@@ -71,12 +85,22 @@ def decode_action(value: str) -> ActionRef | None:
     return ActionRef(Action(m.group(1)), m.group(2), m.group(3))
 
 
-def message_actions(firing: bool, alert_short_ids: list[str], group: str) -> list[tuple[Action, str]]:
-    """The buttons for a message: none once resolved; aimed at the one firing alert, or the whole group."""
+SILENCES = (Action.SILENCE_1H, Action.SILENCE_4H, Action.SILENCE_24H)
+"""The silence durations offered on a message (Slack: one menu; Telegram: one row of buttons)."""
+
+
+def message_actions(
+    firing: bool, alert_short_ids: list[str], group: str, *, runbook: bool = False
+) -> list[tuple[Action, str]]:
+    """The buttons for a message: none once resolved; aimed at the one firing alert, or the whole group.
+
+    Ack, the silence choices and, only when a runbook applies to a firing alert (``runbook``), Run runbook.
+    """
     if not firing:
         return []
     target = alert_short_ids[0] if len(alert_short_ids) == 1 else None
-    return [(a, encode_action(a, target, group)) for a in (Action.ACK, Action.SILENCE_1H, Action.RUNBOOK)]
+    actions = [Action.ACK, *SILENCES] + ([Action.RUNBOOK] if runbook else [])
+    return [(a, encode_action(a, target, group)) for a in actions]
 
 
 def approval_actions(run_id: int | str) -> list[tuple[str, str, str]]:

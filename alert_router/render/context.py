@@ -8,7 +8,9 @@ other stages are read here and nowhere else:
 * ``extra["runbook_runs"]`` (remediation outcomes),
 * ``extra["acked_by"]`` (``{fingerprint: user}`` from chat commands),
 * ``extra["digest"]`` (set by storm control when several notifications are coalesced),
-* ``extra["graphs"]`` (pictures of the alerts' metrics, from the graph stage).
+* ``extra["graphs"]`` (pictures of the alerts' metrics, from the graph stage),
+* ``extra["runbook_message"]`` (the text of a runbook's ``notify`` step),
+* ``extra["escalation"]`` (set by the escalation timers: rule, step, repeat, after, unacked_for).
 """
 
 from __future__ import annotations
@@ -164,8 +166,54 @@ def digest_headline(alerts: Sequence[Alert], top: int = 3) -> str:
     return f"{head}: {names}" if names else head
 
 
+def escalation_context(extra: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``extra["escalation"]`` as the templates see it, or ``None`` when the notification is not an escalation.
+
+    ``text`` is the line every default renderer shows: ``Escalation 2 of 3: not acknowledged for 30m (rule
+    model-serving escalates after 10m)``.
+    """
+    raw = extra.get("escalation")
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        step = max(1, int(raw.get("step", 1) or 1))
+        repeat = max(step, int(raw.get("repeat", step) or step))
+        after = max(0.0, float(raw.get("after", 0) or 0))
+        unacked = max(0.0, float(raw.get("unacked_for", 0) or 0))
+    except (TypeError, ValueError):
+        return None
+    rule = str(raw.get("rule", "") or "")
+    by = str(raw.get("by", "") or "")
+    text = f"Escalation {step} of {repeat}: not acknowledged for {format_duration(unacked)}"
+    if by:
+        text = f"Escalated by {by}: not acknowledged for {format_duration(unacked)}"
+    elif rule:
+        text += f" (rule {rule} escalates after {format_duration(after)})"
+    return {
+        "rule": rule,
+        "step": step,
+        "repeat": repeat,
+        "after_seconds": after,
+        "after": format_duration(after),
+        "unacked_for_seconds": unacked,
+        "unacked_for": format_duration(unacked),
+        "by": by,
+        "label": f"ESCALATED BY {by.upper()}" if by else f"ESCALATION {step}/{repeat}",
+        "text": text,
+    }
+
+
 def title(notification: Notification, alerts: Sequence[Alert]) -> str:
-    """Alertmanager-style title: ``[FIRING:3] ModelServiceDown · prod``."""
+    """Alertmanager-style title: ``[FIRING:3] ModelServiceDown · prod``.
+
+    An escalation says so first: ``[ESCALATION 1/3] [FIRING:1] ModelServiceDown · prod``.
+    """
+    escalation = escalation_context(notification.extra)
+    prefix = f"[{escalation['label']}] " if escalation else ""
+    return prefix + _plain_title(notification, alerts)
+
+
+def _plain_title(notification: Notification, alerts: Sequence[Alert]) -> str:
     digest = notification.extra.get("digest")
     if isinstance(digest, Mapping):
         parts = int(digest.get("parts", 1) or 1)
@@ -264,9 +312,17 @@ def _runbook_runs(extra: Mapping[str, Any]) -> list[dict[str, Any]]:
                     "summary": str(run.get("summary", "") or ""),
                     "dry_run": bool(run.get("dry_run", False)),
                     "evidence": str(evidence.get("summary", "") or ""),
+                    "failure": _failure(run.get("failure")),
                 }
             )
     return runs
+
+
+def _failure(raw: Any) -> dict[str, str] | None:
+    """A failed run's report: ``step`` (``1 (rollout_restart)``), ``error``, ``reason``, ``outcome``, ``next``."""
+    if not isinstance(raw, Mapping):
+        return None
+    return {k: str(raw.get(k, "") or "") for k in ("step", "action", "error", "reason", "outcome", "next")}
 
 
 def build_context(
@@ -362,8 +418,10 @@ def build_context(
         "logs": _logs(enrichment),
         "kubernetes": _kubernetes(enrichment),
         "runbook_runs": _runbook_runs(extra),
+        "runbook_message": str(extra.get("runbook_message") or ""),
         "graphs": _graphs(extra),
         "digest": digest_ctx,
+        "escalation": escalation_context(extra),
         "fallback_from": extra.get("fallback_from"),
         "fallback_reason": extra.get("fallback_reason"),
         "received_at": _ts(now),

@@ -23,6 +23,10 @@ SLACK_BODY = """\
 _Delivered here because {{ fallback_from }} failed: {{ fallback_reason|clip(200) }}_
 
 {% endif %}
+{% if escalation %}
+⏫ *Escalation {{ escalation.step }} of {{ escalation.repeat }}*: not acknowledged for {{ escalation.unacked_for|bold }}{% if escalation.rule %} (rule {{ escalation.rule|code(80) }} escalates after {{ escalation.after }}){% endif %}
+
+{% endif %}
 {% for a in alerts %}
 {% if count <= 10 %}
 {{ a.marker }} {{ a.name|clip(120)|bold }}{% if a.summary %} — {{ a.summary|oneline|clip(300) }}{% endif %}
@@ -62,12 +66,21 @@ _Logs unavailable{% if entry.reason %}: {{ entry.reason|oneline|clip(200) }}{% e
 _Graph unavailable: {{ g.reason|oneline|clip(200) }}_
 {% endfor %}
 {% for r in runbook_runs %}
-⚙️ Runbook {{ r.runbook|code(80) }}{% if r.dry_run %} (dry run){% endif %}: {{ r.status|bold }}{% if r.summary %} — {{ r.summary|oneline|clip(300) }}{% endif %}
+⚙️ Runbook {{ r.runbook|code(80) }}{% if r.dry_run %} (dry run){% endif %}: {{ r.status|bold }}{% if r.summary and not r.failure %} — {{ r.summary|oneline|clip(300) }}{% endif %}
+{% if r.failure %}
+
+❌ *Failed step* {{ r.failure.step|code(120) }}: {{ r.failure.error|oneline|clip(600) }}
+*Outcome:* {{ r.failure.outcome|oneline|clip(300) }}
+*Next:* {{ r.failure.next|oneline|clip(300) }}
+{% endif %}
 {% if r.evidence %}
 🔎 Before: {{ r.evidence|oneline|clip(300) }}
 {% endif %}
 
 {% endfor %}
+{% if runbook_message %}
+💬 {{ runbook_message|clip(1500) }}
+{% endif %}
 {% endif %}
 """
 """Slack: the message body in mrkdwn; the channel adds the header, links and buttons around it."""
@@ -77,6 +90,10 @@ TELEGRAM = """\
 
 {% if fallback_from %}
 <i>Delivered here because {{ fallback_from }} failed: {{ fallback_reason|clip(200) }}</i>
+{% endif %}
+{% if escalation %}
+⏫ <b>Escalation {{ escalation.step }} of {{ escalation.repeat }}</b>: not acknowledged for <b>{{ escalation.unacked_for }}</b>{% if escalation.rule %} (rule <code>{{ escalation.rule|clip(80) }}</code> escalates after {{ escalation.after }}){% endif %}
+
 {% endif %}
 {% if digest %}
 {% for a in alerts %}
@@ -97,8 +114,8 @@ TELEGRAM = """\
 <i>{{ a.description|clip(500) }}</i>
 {% endif %}
 {% if a.firing %}Firing for {{ a.duration }}{% else %}Resolved, fired for {{ a.duration }}{% endif %}{% if a.acked_by %} · acked by {{ a.acked_by|clip(80) }}{% endif %} · <code>{{ a.short_id }}</code>
-{% if a.links.generator or a.links.grafana or a.links.alertmanager %}
-{% if a.links.generator %}{{ a.links.generator|link("Source") }} {% endif %}{% if a.links.grafana %}{{ a.links.grafana|link("Grafana") }} {% endif %}{% if a.links.alertmanager %}{{ a.links.alertmanager|link("Alertmanager") }}{% endif %}
+{% if a.links.generator or a.links.grafana or a.links.alertmanager or a.links.silence %}
+{% if a.links.generator %}{{ a.links.generator|link("Source") }} {% endif %}{% if a.links.grafana %}{{ a.links.grafana|link("Grafana") }} {% endif %}{% if a.links.alertmanager %}{{ a.links.alertmanager|link("Alertmanager") }} {% endif %}{% if a.links.silence %}{{ a.links.silence|link("Silence") }}{% endif %}
 
 {% endif %}
 {% else %}
@@ -134,11 +151,21 @@ Alertmanager left out {{ truncated_alerts }} more (max_alerts).
 {% endfor %}
 {% for r in runbook_runs %}
 
-⚙️ Runbook <code>{{ r.runbook|clip(80) }}</code>{% if r.dry_run %} (dry run){% endif %}: <b>{{ r.status }}</b>{% if r.summary %} — {{ r.summary|oneline|clip(300) }}{% endif %}
+⚙️ Runbook <code>{{ r.runbook|clip(80) }}</code>{% if r.dry_run %} (dry run){% endif %}: <b>{{ r.status }}</b>{% if r.summary and not r.failure %} — {{ r.summary|oneline|clip(300) }}{% endif %}
+{% if r.failure %}
+
+❌ <b>Failed step</b> <code>{{ r.failure.step|clip(120) }}</code>: {{ r.failure.error|oneline|clip(600) }}
+<b>Outcome:</b> {{ r.failure.outcome|oneline|clip(300) }}
+<b>Next:</b> {{ r.failure.next|oneline|clip(300) }}
+{% endif %}
 {% if r.evidence %}
 🔎 Before: {{ r.evidence|oneline|clip(300) }}
 {% endif %}
 {% endfor %}
+{% if runbook_message %}
+
+💬 {{ runbook_message|clip(1500) }}
+{% endif %}
 {% endif %}
 """
 """Telegram: the whole message in Telegram's HTML subset; the channel adds the buttons."""
@@ -152,6 +179,10 @@ EMAIL_TEXT = """\
 
 {% if fallback_from %}
 Delivered here because {{ fallback_from }} failed: {{ fallback_reason }}
+
+{% endif %}
+{% if escalation %}
+ESCALATION: {{ escalation.text }}
 
 {% endif %}
 {% for a in alerts %}
@@ -205,13 +236,24 @@ Graph unavailable: {{ g.reason }}
 {% endif %}
 {% endfor %}
 {% for r in runbook_runs %}
-Runbook {{ r.runbook }}{% if r.dry_run %} (dry run){% endif %}: {{ r.status }}{% if r.summary %} - {{ r.summary }}{% endif %}
+Runbook {{ r.runbook }}{% if r.dry_run %} (dry run){% endif %}: {{ r.status }}{% if r.summary and not r.failure %} - {{ r.summary }}{% endif %}
 
+{% if r.failure %}
+  Failed step: {{ r.failure.step }}
+  Error:       {{ r.failure.error }}
+  Outcome:     {{ r.failure.outcome }}
+  Next:        {{ r.failure.next }}
+
+{% endif %}
 {% if r.evidence %}
   Before the run: {{ r.evidence }}
 
 {% endif %}
 {% endfor %}
+{% if runbook_message %}
+{{ runbook_message }}
+
+{% endif %}
 --
 alert-router · receiver {{ receiver }} · group {{ group_id }}
 """
@@ -224,6 +266,9 @@ EMAIL_HTML = """\
 <h2 style="margin: 0 0 8px 0;">{{ marker }} {{ title }}{% if resolved and fired_for %} <small>(fired for {{ fired_for }})</small>{% endif %}</h2>
 {% if fallback_from %}
 <p><i>Delivered here because {{ fallback_from }} failed: {{ fallback_reason }}</i></p>
+{% endif %}
+{% if escalation %}
+<p style="background: #fff3cd; padding: 6px;">⏫ <b>Escalation {{ escalation.step }} of {{ escalation.repeat }}</b>: not acknowledged for <b>{{ escalation.unacked_for }}</b>{% if escalation.rule %} (rule <code>{{ escalation.rule }}</code> escalates after {{ escalation.after }}){% endif %}</p>
 {% endif %}
 {% for a in alerts %}
 <table style="border-collapse: collapse; margin: 12px 0; width: 100%;">
@@ -263,8 +308,18 @@ EMAIL_HTML = """\
 {% endif %}
 {% endfor %}
 {% for r in runbook_runs %}
-<p>⚙️ Runbook <code>{{ r.runbook }}</code>{% if r.dry_run %} (dry run){% endif %}: <b>{{ r.status }}</b>{% if r.summary %} — {{ r.summary }}{% endif %}{% if r.evidence %}<br>🔎 Before the run: {{ r.evidence }}{% endif %}</p>
+<p>⚙️ Runbook <code>{{ r.runbook }}</code>{% if r.dry_run %} (dry run){% endif %}: <b>{{ r.status }}</b>{% if r.summary and not r.failure %} — {{ r.summary }}{% endif %}{% if r.evidence %}<br>🔎 Before the run: {{ r.evidence }}{% endif %}</p>
+{% if r.failure %}
+<table style="border-collapse: collapse; margin: 4px 0 12px 0;">
+<tr><td style="padding: 2px 8px 2px 0; color: #555;">Failed step</td><td><code>{{ r.failure.step }}</code></td></tr>
+<tr><td style="padding: 2px 8px 2px 0; color: #555;">Error</td><td>{{ r.failure.error }}</td></tr>
+<tr><td style="padding: 2px 8px 2px 0; color: #555;">Outcome</td><td>{{ r.failure.outcome }}</td></tr>
+<tr><td style="padding: 2px 8px 2px 0; color: #555;">Next</td><td><b>{{ r.failure.next }}</b></td></tr>
+</table>
+{% endif %}
 {% endfor %}
+{% if runbook_message %}<p>💬 {{ runbook_message }}</p>{% endif %}
+
 <p style="color: #888; font-size: 12px;">alert-router · receiver {{ receiver }} · group {{ group_id }}</p>
 </body></html>
 """
@@ -273,7 +328,7 @@ EMAIL_HTML = """\
 WEBHOOK = """\
 {"receiver": {{ receiver }}, "status": {{ status }}, "title": {{ title }}, "group_key": {{ group_key }},
  "alerts": {{ all_alerts }}, "logs": {{ logs }}, "kubernetes": {{ kubernetes }}, "runbook_runs": {{ runbook_runs }},
- "digest": {{ digest }}}
+ "digest": {{ digest }}, "escalation": {{ escalation }}}
 """
 """Webhook: only used as the fallback when a receiver's own JSON template fails (the default body is built in
 Python, see :func:`alert_router.channels.webhook.default_body`)."""

@@ -13,17 +13,14 @@ import re
 
 from markupsafe import Markup
 
-ZWSP = "\u200b"
-"""Zero-width space: placed before a Slack formatting character so that it cannot open or close bold,
-italic, strike or code (Slack has no escape for those, only for ``&``, ``<`` and ``>``)."""
-
 GRAVE = "\u02cb"
 """A look-alike of the backtick (modifier letter grave accent) used inside Slack code spans and blocks."""
 
 ELLIPSIS = "…"
 
 _MRKDWN_SPECIAL = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
-_FORMATTING = re.compile(r"([*_~`])")
+_FORMATTING = re.compile(r"[*_~`]")
+_TOKEN = re.compile(r"\S+")
 _SPACES = re.compile(r"\s+")
 
 
@@ -47,15 +44,22 @@ def oneline(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+def _code_token(m: re.Match[str]) -> str:
+    token = m.group(0)
+    return f"`{token.replace('`', GRAVE)}`" if _FORMATTING.search(token) else token
+
+
 def mrkdwn_escape(value: object) -> str:
-    """Make ``value`` inert in Slack mrkdwn: escape ``& < >`` and defuse ``* _ ~ `````.
+    """Make ``value`` inert in Slack mrkdwn: escape ``& < >``; a word holding ``* _ ~ ````` becomes a code span.
 
     ``<`` and ``>`` are what Slack parses for links and mentions (``<!channel>``, ``<@U1>``,
     ``<http://x|y>``); escaping them is what Slack documents. Formatting characters cannot be escaped
-    in mrkdwn, so a zero-width space before each keeps it from pairing up with another one.
+    in mrkdwn, so each whitespace-separated word that holds one is shown as a code span, where Slack
+    formats nothing: ``rate(http_requests_total[5m])`` reads, and copies, exactly as written (a backtick in
+    it becomes a look-alike). No invisible characters are added.
     """
     text = str(value).translate(_MRKDWN_SPECIAL)
-    return _FORMATTING.sub(ZWSP + r"\1", text)
+    return _TOKEN.sub(_code_token, text)
 
 
 def mrkdwn_code(value: object, limit: int = 500) -> MrkdwnSafe:

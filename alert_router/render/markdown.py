@@ -107,8 +107,13 @@ def runbook_line(r: Mapping[str, Any], code: bool) -> str:
     """``⚙️ Runbook `restart` (dry run): **succeeded** — rolled out``."""
     line = f"⚙️ Runbook {_value(r['runbook'], 80, code)}{' (dry run)' if r.get('dry_run') else ''}: "
     line += f"**{md_escape(clip(oneline(r['status']), 40))}**"
-    if r.get("summary"):
+    if r.get("summary") and not r.get("failure"):
         line += f" — {md_escape(clip(oneline(r['summary']), 300))}"
+    if failure := r.get("failure"):
+        error = md_escape(clip(oneline(failure["error"]), 600))
+        line += f"\n❌ **Failed step** {_value(failure['step'], 120, code)}: {error}"
+        line += f"\n**Outcome:** {md_escape(clip(oneline(failure['outcome']), 300))}"
+        line += f"\n**Next:** {md_escape(clip(oneline(failure['next']), 300))}"
     return line
 
 
@@ -129,6 +134,23 @@ def fallback_note(ctx: Mapping[str, Any]) -> str:
         return ""
     reason = md_escape(clip(oneline(str(ctx.get("fallback_reason") or "")), 200))
     return f"_Delivered here because {md_escape(ctx['fallback_from'])} failed: {reason}_"
+
+
+def escalation_note(ctx: Mapping[str, Any], code: bool) -> str:
+    """``⏫ **Escalation 1 of 3**: not acknowledged for **30m** (rule `x` escalates after 10m)``, or ``""``."""
+    e = ctx.get("escalation")
+    if not e:
+        return ""
+    line = f"⏫ **Escalation {e['step']} of {e['repeat']}**: not acknowledged for **{e['unacked_for']}**"
+    if e.get("rule"):
+        line += f" (rule {_value(e['rule'], 80, code)} escalates after {e['after']})"
+    return line
+
+
+def runbook_message(ctx: Mapping[str, Any]) -> str:
+    """``💬 <the text of a runbook's notify step>``, or ``""``."""
+    text = str(ctx.get("runbook_message") or "")
+    return f"💬 {md_escape(clip(text, 1500))}" if text else ""
 
 
 def more_line(ctx: Mapping[str, Any]) -> str:

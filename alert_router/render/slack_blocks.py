@@ -9,13 +9,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from alert_router.render.actions import message_actions, pending_approvals
+from alert_router.render.actions import SILENCES, message_actions, pending_approvals
 from alert_router.render.escape import clip, mrkdwn_escape, mrkdwn_link, oneline
 
 MAX_BLOCKS = 50
 SECTION_LIMIT = 3000
 HEADER_LIMIT = 150
 FALLBACK_LIMIT = 3000
+SILENCE_MENU = "alert_router.silence"
+"""The ``action_id`` of the Silence menu (a ``static_select``; each option's value is a silence button's)."""
 LINK_NAMES = (("generator", "Source"), ("alertmanager", "Alertmanager"), ("grafana", "Grafana"),
               ("silence", "Silence"), ("runbook", "Runbook"))
 
@@ -79,12 +81,13 @@ def links_block(links: Mapping[str, str]) -> dict[str, Any] | None:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(" · ".join(parts), SECTION_LIMIT)}]}
 
 
-def actions_block(context: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The Ack / Silence 1h / Run runbook buttons for a firing group (not a digest), or ``None``."""
+def actions_block(context: Mapping[str, Any], runbook: bool = False) -> dict[str, Any] | None:
+    """Ack, a Silence menu (1h / 4h / 24h) and, when a runbook applies, Run runbook; ``None`` for a digest."""
     if context.get("digest"):  # a digest spans many groups: no group to act on
         return None
     firing = [a["short_id"] for a in context.get("firing_alerts", [])]
-    actions = message_actions(bool(context.get("firing")), firing, str(context.get("group_id", "")))
+    actions = message_actions(bool(context.get("firing")), firing, str(context.get("group_id", "")),
+                              runbook=runbook)
     approvals = pending_approvals(list(context.get("runbook_runs") or []))
     if not actions and not approvals:
         return None
@@ -93,7 +96,17 @@ def actions_block(context: Mapping[str, Any]) -> dict[str, Any] | None:
          **({"style": "primary"} if value.startswith("ar1:apr:") else {"style": "danger"})}
         for label, value, action_id in approvals
     ]
+    silences = [(action, value) for action, value in actions if action in SILENCES]
     for action, value in actions:
+        if action in SILENCES:
+            if action is silences[0][0]:
+                elements.append({
+                    "type": "static_select",
+                    "action_id": SILENCE_MENU,
+                    "placeholder": {"type": "plain_text", "text": "Silence…"},
+                    "options": [{"text": {"type": "plain_text", "text": a.label}, "value": v} for a, v in silences],
+                })
+            continue
         button: dict[str, Any] = {
             "type": "button",
             "text": {"type": "plain_text", "text": action.label},
@@ -124,10 +137,16 @@ def fallback_text(context: Mapping[str, Any]) -> str:
     return clip(mrkdwn_escape(text), FALLBACK_LIMIT)
 
 
-def build_blocks(context: Mapping[str, Any], body: str, *, actions: bool = True) -> tuple[list[dict[str, Any]], bool]:
-    """Assemble the message; return the blocks and whether the body had to be cut to fit 50 blocks."""
+def build_blocks(
+    context: Mapping[str, Any], body: str, *, actions: bool = True, runbook: bool = False
+) -> tuple[list[dict[str, Any]], bool]:
+    """Assemble the message; return the blocks and whether the body had to be cut to fit 50 blocks.
+
+    ``runbook`` says whether a runbook applies to a firing alert (the Run runbook button).
+    """
     head = [header_block(header_text(context))]
-    tail = [b for b in (links_block(context.get("links") or {}), actions_block(context) if actions else None) if b]
+    tail = [b for b in (links_block(context.get("links") or {}),
+                        actions_block(context, runbook) if actions else None) if b]
     room = MAX_BLOCKS - len(head) - len(tail)
     sections = [{"type": "section", "text": {"type": "mrkdwn", "text": chunk}} for chunk in split_mrkdwn(body)]
     cut = len(sections) > room

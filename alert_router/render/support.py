@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pydantic import SecretStr, ValidationInfo
@@ -64,3 +64,20 @@ def report_template_errors(notification: Notification, errors: list[str]) -> Non
 def redact(text: str, secrets: Iterable[str | None]) -> str:
     """Scrub ``text`` (:func:`alert_router.scrub.scrub`), also of this channel's own ``secrets``."""
     return scrub(text, None, extra=secrets)
+
+
+RunbooksFor = Callable[[Mapping[str, str]], list[str]]
+"""The runbooks that apply to an alert's labels (``options["runbooks_for"]`` of a channel context)."""
+
+
+def runbooks_option(options: Mapping[str, Any]) -> RunbooksFor | None:
+    """``options["runbooks_for"]``, or ``None`` when remediation is off (no Run runbook button then)."""
+    found = options.get("runbooks_for")
+    return found if callable(found) else None
+
+
+def runbook_applies(runbooks_for: RunbooksFor | None, context: Mapping[str, Any]) -> bool:
+    """Whether a runbook applies to any firing alert of a rendered message (its Run runbook button shows)."""
+    if runbooks_for is None:
+        return False
+    return any(runbooks_for(a.get("labels") or {}) for a in context.get("firing_alerts") or [])

@@ -392,11 +392,18 @@ class Store(Protocol):
         """
         ...
 
-    async def ack_alerts(self, fingerprints: Sequence[str], user: str, now: float, effects: AckEffects) -> AckResult:
+    async def ack_alerts(
+        self, fingerprints: Sequence[str], user: str, now: float, effects: AckEffects, *, undo: bool = False
+    ) -> AckResult:
         """Atomically ack the firing, unacked alerts among ``fingerprints`` (``acked_by``/``acked_at``).
 
         In the same transaction: stop their active escalation timers (``stopped``, reason ``acked``), then
         commit the outbox items and audit records that ``effects(snapshot)`` (pure) returns.
+
+        ``undo`` (``unack``): clear the ack of the firing, acked alerts instead, and make the timers their ack
+        stopped in this firing episode active again (due no earlier than ``now``). The snapshot's ``acked``
+        are then the alerts un-acked, ``already`` the ones that were not acked; the result's
+        ``stopped_escalations`` counts the timers resumed.
         """
         ...
 
@@ -419,7 +426,8 @@ class Store(Protocol):
     ) -> bool:
         """Apply changes to claimed timers with their outbox items and audit records, all or nothing.
 
-        ``False`` (nothing written) when any timer is no longer leased to ``owner`` or no longer active.
+        ``False`` (nothing written) when any timer is no longer leased to ``owner`` or no longer active. With no
+        ``changes`` it only commits the outbox items and audit records (the ``escalate`` chat command).
         """
         ...
 

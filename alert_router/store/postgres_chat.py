@@ -119,8 +119,13 @@ class PostgresChatMixin:
 
         return await self._tx(q, mode="read")
 
-    async def ack_alerts(self, fingerprints: Sequence[str], user: str, now: float, effects: AckEffects) -> AckResult:
-        """Ack the firing, unacked alerts among ``fingerprints``; stop their escalations; commit ``effects``."""
+    async def ack_alerts(
+        self, fingerprints: Sequence[str], user: str, now: float, effects: AckEffects, *, undo: bool = False
+    ) -> AckResult:
+        """Ack the firing, unacked alerts among ``fingerprints``; stop their escalations; commit ``effects``.
+
+        ``undo``: take the ack back from the firing, acked ones and resume the timers their ack stopped.
+        """
         wanted = list(dict.fromkeys(fingerprints))
 
         async def q(conn: asyncpg.Connection) -> AckResult:
@@ -139,7 +144,7 @@ class PostgresChatMixin:
                     missing.append(fp)
                 elif rec.status != "firing":
                     not_firing.append(rec)
-                elif rec.acked_by:
+                elif bool(rec.acked_by) != undo:
                     already.append(rec)
                 else:
                     to_ack.append(fp)
@@ -149,11 +154,26 @@ class PostgresChatMixin:
                     f"""UPDATE alert_state SET acked_by = $2, acked_at = $3 WHERE fingerprint = ANY($1::text[])
                         RETURNING {ALERT_COLUMNS}""",  # noqa: S608 - fixed column names
                     to_ack,
-                    user,
-                    now,
+                    None if undo else user,
+                    None if undo else now,
                 )
                 by_fp = {r[0]: alert_record(r) for r in updated}
                 acked = [by_fp[fp] for fp in to_ack]
+            if to_ack and undo:  # the timers this episode's ack stopped run again, due no earlier than now
+                stopped = affected(
+                    await conn.execute(
+                        """UPDATE escalations e SET status = $1, reason = NULL, stopped_by = NULL,
+                               due_at = GREATEST(e.due_at, $2), updated_at = $2
+                           FROM unnest($3::text[], $4::float8[]) AS t(f, s)
+                           WHERE e.fingerprint = t.f AND e.starts_at = t.s AND e.status = $5 AND e.reason = 'acked'""",
+                        ACTIVE,
+                        now,
+                        [r.fingerprint for r in acked],
+                        [r.starts_at for r in acked],
+                        STOPPED,
+                    )
+                )
+            elif to_ack:
                 stopped = affected(
                     await conn.execute(
                         """UPDATE escalations SET status = $1, reason = 'acked', stopped_by = $2, owner = NULL,

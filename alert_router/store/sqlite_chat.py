@@ -102,8 +102,13 @@ class SQLiteChatMixin:
         """The latest notify item per receiver and message of ``group_key`` (escalation messages included)."""
         return await self._run(lambda conn: _sent_notices(conn, group_key))
 
-    async def ack_alerts(self, fingerprints: Sequence[str], user: str, now: float, effects: AckEffects) -> AckResult:
-        """Ack the firing, unacked alerts among ``fingerprints``; stop their escalations; commit ``effects``."""
+    async def ack_alerts(
+        self, fingerprints: Sequence[str], user: str, now: float, effects: AckEffects, *, undo: bool = False
+    ) -> AckResult:
+        """Ack the firing, unacked alerts among ``fingerprints``; stop their escalations; commit ``effects``.
+
+        ``undo``: take the ack back from the firing, acked ones and resume the timers their ack stopped.
+        """
         from alert_router.store.sqlite import _ALERT_SELECT, _alert, insert_outbox
         from alert_router.store.sqlite_runs import append_audit
 
@@ -120,13 +125,21 @@ class SQLiteChatMixin:
                 rec = _alert(row)
                 if rec.status != "firing":
                     not_firing.append(rec)
-                elif rec.acked_by:
+                elif bool(rec.acked_by) != undo:
                     already.append(rec)
                 else:
-                    conn.execute("UPDATE alert_state SET acked_by=?, acked_at=? WHERE fingerprint=?", (user, now, fp))
+                    conn.execute("UPDATE alert_state SET acked_by=?, acked_at=? WHERE fingerprint=?",
+                                 (None, None, fp) if undo else (user, now, fp))
                     acked.append(_alert(conn.execute(f"{_ALERT_SELECT} WHERE fingerprint=?", (fp,)).fetchone()))
             stopped = 0
             for rec in acked:
+                if undo:  # the timers this episode's ack stopped run again, due no earlier than now
+                    stopped += conn.execute(
+                        """UPDATE escalations SET status=?, reason=NULL, stopped_by=NULL, due_at=MAX(due_at, ?),
+                               updated_at=? WHERE fingerprint=? AND starts_at=? AND status=? AND reason='acked'""",
+                        (ACTIVE, now, now, rec.fingerprint, rec.starts_at, STOPPED),
+                    ).rowcount
+                    continue
                 stopped += conn.execute(
                     """UPDATE escalations SET status=?, reason='acked', stopped_by=?, owner=NULL, lease_until=NULL,
                            updated_at=? WHERE fingerprint=? AND status=?""",

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 from aiohttp import web
@@ -252,4 +252,24 @@ async def test_button_round_trip_through_the_slack_standin(
         assert catcher.posts[0]["response_type"] == "ephemeral"
         (rec,) = await chat_records(rt)
         assert rec.event == "chat_button" and rec.details["command"] == "ack"
-        assert len(slack_standin.messages["C0ALERTS"]) == 1, "the page was edited, not re-posted"
+        page, reply = slack_standin.messages["C0ALERTS"]  # the page was edited, not re-posted; a thread reply
+        assert page is message and reply.thread_ts == message.ts
+        assert reply.text == f"👀 rita acked {SHORT} ModelServiceDown"
+
+
+async def test_silence_menu_choice_runs_the_silence_it_names(tmp_path: Path, catcher: Catcher) -> None:
+    """A pick in the Silence menu (static_select) arrives as `selected_option`; its value is the command."""
+    async with running_app(chat_config(tmp_path, SLACK_CHAT)) as (client, rt):
+        await firing(client, rt)
+        payload = json.loads(parse_qs(button_body("x", catcher.url).decode())["payload"][0])
+        value = f"ar1:sil4h:{SHORT}:00000000"
+        payload["actions"] = [{"action_id": "alert_router.silence", "block_id": "alert_router_actions_x",
+                               "type": "static_select", "action_ts": "1700000001.000200",
+                               "selected_option": {"text": {"type": "plain_text", "text": "Silence 4h"},
+                                                   "value": value},
+                               "placeholder": {"type": "plain_text", "text": "Silence…"}}]
+        body = urlencode({"payload": json.dumps(payload)}).encode()
+        assert (await client.post("/slack/interactions", data=body, headers=slack_headers(body))).status == 200
+        await rt.services["chat"].background.drain()
+        (rec,) = await chat_records(rt)
+    assert rec.event == "chat_button" and rec.details["command"] == "silence" and rec.details["input"] == value

@@ -145,7 +145,9 @@ async def test_button_round_trip_through_the_telegram_standin(
         assert not answer.show_alert and answer.text and answer.text.startswith(f"rita acked {SHORT}")
         await wait_for(lambda: page.edits >= 1, timeout=10)
         assert "acked by rita" in page.text
-        assert len(telegram_standin.messages[GROUP]) == 1, "the page was edited; button acks post nothing else"
+        page_, reply = telegram_standin.messages[GROUP]  # the page was edited; the ack replied to it
+        assert page_ is page and reply.reply_to == page.message_id
+        assert reply.text == f"👀 rita acked {SHORT} ModelServiceDown"
         events = [(r.event, r.actor) for r in await chat_records(rt)]
         assert events == [("chat_refused", "telegram:999"), ("chat_button", "rita")]
 

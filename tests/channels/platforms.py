@@ -109,7 +109,7 @@ class SlackPlatform(Platform):
     def things(self) -> list[Thing]:
         return [Thing(m.text + json.dumps(m.blocks, ensure_ascii=False),
                       "[RESOLVED]" in (m.blocks or [{}])[0].get("text", {}).get("text", ""))
-                for m in self.standin.messages["C0ALERTS"]]
+                for m in self.standin.messages["C0ALERTS"] if m.thread_ts is None]  # replies live in threads
 
     def shown(self) -> str:
         return "\n".join(json.dumps([m.text, m.blocks, m.history], ensure_ascii=False)
@@ -132,7 +132,8 @@ class TelegramPlatform(Platform):
         return {"token": self.standin.token, "chat_id": 1001, "api_url": self.standin.base_url, "timeout": 2}
 
     def things(self) -> list[Thing]:
-        return [Thing(m.text, "[RESOLVED]" in m.text) for m in self.standin.messages[1001]]
+        return [Thing(m.text, "[RESOLVED]" in m.text) for m in self.standin.messages[1001]
+                if m.reply_to is None]  # replies to a message (resolved, acked) belong to it
 
     def break_credentials(self) -> str:
         self.standin.revoke_token()

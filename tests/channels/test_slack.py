@@ -54,9 +54,13 @@ async def test_posts_block_kit_message_with_buttons(slack: SlackChannel, slack_s
     assert "http://grafana|Grafana>" in body
     actions = next(b for b in msg.blocks if b["type"] == "actions")
     ids = [e["action_id"] for e in actions["elements"]]
-    assert ids == ["alert_router.ack", "alert_router.sil1h", "alert_router.rb"]
-    decoded = [decode_action(e["value"]) for e in actions["elements"]]
-    assert [d.action for d in decoded if d] == [Action.ACK, Action.SILENCE_1H, Action.RUNBOOK]
+    assert ids == ["alert_router.ack", "alert_router.silence"]  # no runbook applies: no Run runbook button
+    menu = actions["elements"][1]
+    assert menu["type"] == "static_select" and [o["text"]["text"] for o in menu["options"]] == [
+        "Silence 1h", "Silence 4h", "Silence 24h"]
+    values = [actions["elements"][0]["value"], *(o["value"] for o in menu["options"])]
+    decoded = [decode_action(v) for v in values]
+    assert [d.action for d in decoded if d] == [Action.ACK, Action.SILENCE_1H, Action.SILENCE_4H, Action.SILENCE_24H]
     assert all(d and d.alert == short_id(n.alerts[0].fingerprint) for d in decoded)
     assert all(d and d.group == group_id(n.group_key) for d in decoded)
     assert msg.text.startswith("🔴 [FIRING:1] ModelServiceDown")
@@ -64,19 +68,21 @@ async def test_posts_block_kit_message_with_buttons(slack: SlackChannel, slack_s
 
 
 async def test_resolution_edits_the_same_message(slack: SlackChannel, slack_standin: SlackStandin) -> None:
-    """Resolving edits the message with chat.update: it says RESOLVED, how long it fired, and has no buttons."""
+    """Resolving edits the message with chat.update (RESOLVED, how long it fired, no buttons) and says so in its
+    thread, so the channel is notified (an edit notifies nobody)."""
     firing = alert()
     ref = await slack.send(notification([firing]), None)
     resolved = alert(status="resolved")
     ref2 = await slack.send(notification([resolved]), ref)
-    [msg] = slack_standin.messages["C0ALERTS"]
+    [msg, reply] = slack_standin.messages["C0ALERTS"]
     assert msg.edits == 1
+    assert reply.thread_ts == msg.ts and reply.text == "✅ Resolved — fired for 3h12m"
     assert ref2 == {"channel": "C0ALERTS", "ts": msg.ts, "status": "resolved"}
     assert msg.blocks is not None
     assert "[RESOLVED] ModelServiceDown" in msg.blocks[0]["text"]["text"]
     assert "fired for 3h12m" in msg.blocks[0]["text"]["text"]
     assert not any(b["type"] == "actions" for b in msg.blocks)
-    assert [r.method for r in slack_standin.requests] == ["chat.postMessage", "chat.update"]
+    assert [r.method for r in slack_standin.requests] == ["chat.postMessage", "chat.update", "chat.postMessage"]
 
 
 async def test_group_firing_again_gets_a_new_message(slack: SlackChannel, slack_standin: SlackStandin) -> None:
@@ -176,8 +182,8 @@ async def test_hostile_values_render_inert(slack: SlackChannel, slack_standin: S
     for chunk in everything.split("<")[1:]:
         assert chunk.startswith(("http://", "https://")), chunk[:40]
     prose = re.sub(r"```.*?```|`[^`]*`", "", everything)  # code spans show their content verbatim
-    assert "*bold*" not in prose and "_italic_" not in prose  # defused by zero-width spaces
-    assert "\u200b*bold\u200b*" in prose
+    assert "*bold*" not in prose and "_italic_" not in prose  # defused: shown as code spans
+    assert "`*bold*` `_italic_` `~strike~`" in everything and "\u200b" not in everything
 
 
 async def test_enrichment_and_runbook_results_are_shown(slack: SlackChannel, slack_standin: SlackStandin) -> None:
@@ -249,3 +255,95 @@ async def test_digest_lists_every_alert_of_a_full_chunk(slack: SlackChannel, sla
     body = texts(msg.blocks or [])
     assert all(f"`{a.fingerprint[:8]}`" in body for a in alerts)
     assert "did not fit" not in body and not any(b["type"] == "actions" for b in msg.blocks or [])
+
+
+async def test_crash_after_post_edits_the_posted_message_instead_of_leaving_it_firing(
+    slack_standin: SlackStandin,
+) -> None:
+    """A post whose reference was never recorded (SIGKILL mid-send) is found by its metadata, not posted again.
+
+    After the restart the delivery is claimed again (attempts 2) with no reference: the channel looks the
+    delivery id up with ``conversations.history`` and edits that message; the resolve then edits it too, so
+    nothing is left saying FIRING.
+    """
+    n = notification(extra={"delivery_id": 41, "delivery_attempts": 1})
+    before_crash = make(slack_standin)
+    await before_crash.send(n, None)  # posted; the process dies before the reference is stored
+    [posted] = slack_standin.messages["C0ALERTS"]
+    assert posted.metadata == {"event_type": "alert_router_notification",
+                               "event_payload": {"delivery_id": "41", "group_id": group_id(n.group_key)}}
+    after_restart = make(slack_standin)
+    try:
+        retry = notification(extra={"delivery_id": 41, "delivery_attempts": 2})
+        ref = await after_restart.send(retry, None)
+        assert ref is not None and ref["ts"] == posted.ts
+        assert len(slack_standin.messages["C0ALERTS"]) == 1
+        done = notification([alert(status="resolved")], extra={"delivery_id": 42, "delivery_attempts": 1})
+        await after_restart.send(done, ref)
+    finally:
+        await before_crash.aclose()
+        await after_restart.aclose()
+    [only] = [m for m in slack_standin.messages["C0ALERTS"] if m.thread_ts is None]
+    assert "[RESOLVED]" in only.blocks[0]["text"]["text"]  # type: ignore[index]
+    assert not any(m.blocks and "FIRING" in m.blocks[0]["text"]["text"] for m in slack_standin.all_messages())
+    lookups = [r for r in slack_standin.requests if r.method == "conversations.history"]
+    assert len(lookups) == 1  # only the re-claimed delivery looked; first attempts do not
+
+
+async def test_retry_without_an_earlier_post_posts_once(slack: SlackChannel, slack_standin: SlackStandin) -> None:
+    """A re-claimed delivery whose first attempt never reached Slack finds nothing and posts."""
+    ref = await slack.send(notification(extra={"delivery_id": 5, "delivery_attempts": 3}), None)
+    [msg] = slack_standin.messages["C0ALERTS"]
+    assert ref is not None and ref["ts"] == msg.ts
+
+
+async def test_run_runbook_button_only_when_a_runbook_applies(slack_standin: SlackStandin) -> None:
+    cfg = SlackConfig.model_validate({"token": slack_standin.token, "channel": "C0ALERTS",
+                                      "api_url": slack_standin.base_url})
+    ch = SlackChannel("slack", cfg, runbooks_for=lambda labels: ["restart"] if labels.get("deployment") else [])
+    try:
+        await ch.send(notification([alert()]), None)
+        await ch.send(notification([alert(labels={"deployment": "model-api"})], group_key="g2"), None)
+    finally:
+        await ch.aclose()
+    plain, with_runbook = slack_standin.messages["C0ALERTS"]
+
+    def ids(m: Any) -> list[str]:
+        return [e["action_id"] for b in m.blocks if b["type"] == "actions" for e in b["elements"]]
+
+    assert "alert_router.rb" not in ids(plain)
+    assert ids(with_runbook) == ["alert_router.ack", "alert_router.silence", "alert_router.rb"]
+    assert validate_blocks(with_runbook.blocks) == []
+
+
+def test_shipped_config_tells_chat_channels_which_alerts_have_a_runbook() -> None:
+    """The app hands Slack and Telegram the same runbook lookup the Run runbook command uses."""
+    from pathlib import Path
+
+    from alert_router.app import build_channels
+    from alert_router.config import load
+
+    config = load(Path(__file__).resolve().parents[2] / "alert-router.yaml", {})
+    channels = build_channels(config)
+    for name in ("slack", "telegram"):
+        lookup = getattr(channels[name], "runbooks_for", None)
+        assert lookup is not None
+        assert lookup({"alertname": "ModelServiceDown", "deployment": "model-api", "namespace": "prod"}) == [
+            "restart-model-api"]
+        assert lookup({"alertname": "DiskFull", "namespace": "prod"}) == []
+
+
+async def test_acks_and_resolves_reply_in_the_thread_once(slack: SlackChannel, slack_standin: SlackStandin) -> None:
+    """An ack and a resolve each post one short thread reply; a re-render that changes nothing posts none."""
+    a = alert()
+    ref = await slack.send(notification([a]), None)
+    acked = notification([a], extra={"acked_by": {a.fingerprint: "rita"}})
+    ref = await slack.send(acked, ref)
+    assert ref is not None and ref["acked"] == [a.fingerprint]
+    ref = await slack.send(acked, ref)  # the same ack again (another receiver's re-render): no second reply
+    ref = await slack.send(notification([alert(status="resolved")]), ref)
+    parent, *replies = slack_standin.messages["C0ALERTS"]
+    assert [r.text for r in replies] == [f"👀 rita acked {short_id(a.fingerprint)} ModelServiceDown",
+                                         "✅ Resolved — fired for 3h12m"]
+    assert all(r.thread_ts == parent.ts for r in replies) and parent.edits == 3
+    assert "[RESOLVED]" in parent.blocks[0]["text"]["text"]  # type: ignore[index]  # the living message

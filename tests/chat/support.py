@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -114,6 +114,8 @@ class FakeAlertmanager(AlertmanagerClient):
         super().__init__(AlertmanagerApiConfig(url="http://127.0.0.1:9"))
         self.created: list[dict[str, Any]] = []
         self.expired: list[str] = []
+        self.listed: list[Silence] = []
+        self.filters: list[list[str]] = []
 
     async def create_silence(self, matchers: Any, *, starts_at: datetime, ends_at: datetime, created_by: str,
                              comment: str) -> str:
@@ -130,6 +132,16 @@ class FakeAlertmanager(AlertmanagerClient):
 
     async def expire_silence(self, silence_id: str) -> None:
         self.expired.append(silence_id)
+
+    async def silences(self, filters: Sequence[str] = ()) -> list[Silence]:
+        """The silences created here (active until they end, unless expired), plus ``listed`` ones."""
+        self.filters.append(list(filters))
+        out = list(self.listed)
+        for i, c in enumerate(self.created, start=1):
+            sid = f"sil-{i}"
+            state = "expired" if sid in self.expired else "active"
+            out.append(Silence(sid, state, c["matchers"], c["starts_at"], c["ends_at"], c["created_by"], c["comment"]))
+        return out
 
     async def status(self) -> dict[str, Any]:
         return {"versionInfo": {"version": "fake"}, "cluster": {"status": "disabled", "peers": []}}

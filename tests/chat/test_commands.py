@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 
 from alert_router.chat.authz import Identity
 from alert_router.render.actions import Action, encode_action
@@ -159,3 +160,77 @@ async def test_a_mistake_gets_the_usage_and_an_invalid_audit_record(chat_env: Ch
     assert not reply.ok and "Usage: /alert-router silence <id | matchers> <duration> [comment]" in reply.text
     (rec,) = [r for r in await chat_env.store.audit_records() if r.event.startswith("chat_")]
     assert rec.details["outcome"] == "invalid" and rec.details["command"] == "silence"
+
+
+async def test_a_huge_command_is_not_echoed_back(chat_env: ChatEnv) -> None:
+    """`ack <50,000 characters>` answers briefly: the input is elided, not quoted back up to the platform limit."""
+    huge = "a" * 50_000
+    for text in (f"ack {huge}", f"ack {'x_y ' * 12_500}", f"{huge}", f"ack {'abcd ' * 10_000}"):
+        reply = await chat_env.commands.execute_text(RITA, text)
+        assert not reply.ok and len(reply.text) < 400, (text[:20], reply.text[:100])
+    reply = await chat_env.commands.execute_text(RITA, f"ack {huge}")
+    assert "'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'… (50,000 characters) is not an alert id" in reply.text
+    listing = await chat_env.commands.execute_text(RITA, f"alerts {huge}=")
+    assert listing.ok and len(listing.text) < 1000 and "(50,0" in listing.text
+
+
+async def test_silences_lists_active_ones_with_id_matchers_creator_and_end(chat_env: ChatEnv) -> None:
+    """`silences` makes `unsilence` usable without remembering an id; expired ones are not listed."""
+    assert (await chat_env.commands.execute_text(RITA, f'silence {SHORT} 2h "deploying v2"')).ok
+    assert (await chat_env.commands.execute_text(RITA, "silence alertname=Other 30m")).ok
+    assert (await chat_env.commands.execute_text(RITA, "unsilence sil-2")).ok
+    now = datetime.fromtimestamp(chat_env.clock.now(), UTC)
+    chat_env.alertmanager.created[0].update(starts_at=now, ends_at=now + timedelta(hours=2))
+    reply = await chat_env.commands.execute_text(VERA, "silences alertname=ModelServiceDown")
+    assert reply.ok and reply.text.startswith("1 active silence(s) matching {alertname=\"ModelServiceDown\"}:")
+    assert "• sil-1 {" in reply.text and 'alertname="ModelServiceDown"' in reply.text
+    assert "by rita · ends in 2h — deploying v2" in reply.text and "sil-2" not in reply.text
+    assert "unsilence <id>" in reply.text
+    assert chat_env.alertmanager.filters[-1] == ['alertname="ModelServiceDown"']
+    empty = await chat_env.commands.execute_text(VERA, "silences")
+    assert empty.ok
+
+
+async def test_unack_takes_the_ack_back_resumes_escalation_and_rerenders(chat_env: ChatEnv) -> None:
+    """`unack`: the alert is no longer acked, the timer its ack stopped runs again, the message drops "acked by"."""
+    from alert_router.chat.records import NewEscalation
+
+    (alert,) = await chat_env.store.alerts("firing")
+    await chat_env.store.start_escalations(
+        [NewEscalation(FP, "pager", alert.starts_at, GROUP_KEY, chat_env.clock.now() + 600, 2)], chat_env.clock.now())
+    assert (await chat_env.commands.execute_text(RITA, f"ack {SHORT}")).ok
+    assert [t.status for t in await chat_env.store.escalations()] == ["stopped"]
+    await chat_env.clock.advance(60)
+    reply = await chat_env.commands.execute_text(ADAM, f"unack {SHORT}")
+    assert reply.ok and reply.public and reply.text.startswith(f"adam took back the ack of {SHORT} ModelServiceDown")
+    assert "Escalation resumed." in reply.text
+    rec = await chat_env.store.alert(FP)
+    assert rec is not None and rec.acked_by is None and rec.acked_at is None
+    (timer,) = await chat_env.store.escalations()
+    assert timer.status == "active"
+    (rec_unack,) = [r for r in await chat_env.store.audit_records() if r.actor == "adam"]
+    assert rec_unack.details["command"] == "unack" and rec_unack.details["messages_updated"] == 1
+    again = await chat_env.commands.execute_text(ADAM, f"unack {SHORT}")
+    assert not again.public and again.text == f"{SHORT} is not acked."
+
+
+async def test_escalate_now_pages_the_policy_receivers_with_a_message_of_its_own(chat_env: ChatEnv) -> None:
+    """`escalate <id>`: one notify item per escalation receiver, saying who escalated; audited."""
+    reply = await chat_env.commands.execute_text(RITA, f"escalate {SHORT}")
+    assert reply.ok and reply.public and reply.text == f"rita escalated {SHORT} ModelServiceDown to lead."
+    items = [i for i in await chat_env.store.claim_outbox("notify", "w", 10, 60, time.time()) if i.dest == "lead"]
+    (item,) = items
+    assert item.group_key.startswith(GROUP_KEY + "#escalation:pager:by-")
+    escalation = item.payload["extra"]["escalation"]
+    assert escalation["by"] == "rita" and escalation["step"] == 1 and escalation["rule"] == "pager"
+    (audit,) = [r for r in await chat_env.store.audit_records() if r.event == "escalated"]
+    assert audit.details["receivers"] == ["lead"] and audit.actor == "rita"
+    from alert_router.models import Notification
+    from alert_router.render.context import build_context
+
+    ctx = build_context(Notification.model_validate(item.payload))
+    assert ctx["title"].startswith("[ESCALATED BY RITA] [FIRING:1]")
+    assert ctx["escalation"]["text"].startswith("Escalated by rita: not acknowledged for")
+    await ingest(chat_env.store, chat_env.config, alert_payload(status="resolved"))
+    late = await chat_env.commands.execute_text(RITA, f"escalate {SHORT}")
+    assert not late.ok and "resolved: nothing to escalate" in late.text

@@ -100,3 +100,10 @@ def test_buttons_map_onto_commands() -> None:
     assert command_from_button("ar1:dny:42").name == "runbook deny"
     with pytest.raises(ParseError):
         command_from_button("something-else")
+
+
+@pytest.mark.parametrize(("action", "seconds"), [(Action.SILENCE_1H, 3600.0), (Action.SILENCE_4H, 4 * 3600.0),
+                                                 (Action.SILENCE_24H, 24 * 3600.0)])
+def test_silence_choices_map_to_their_durations(action: Action, seconds: float) -> None:
+    cmd = command_from_button(encode_action(action, "2bb1035c", "5f1e0a9d"))
+    assert cmd.name == "silence" and cmd.duration == seconds and cmd.ids == ("2bb1035c",)

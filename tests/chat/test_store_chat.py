@@ -110,3 +110,17 @@ async def test_prune_drops_finished_timers_only(store: SQLiteStore) -> None:
     await store.start_escalations([NewEscalation("other000", "a", 0.0, GROUP_KEY, 1e12, 1)], 3.0)
     await store.prune(time.time(), done_before=10.0)
     assert [(t.fingerprint, t.status) for t in await store.escalations()] == [("other000", "active")]
+
+
+async def test_unack_clears_the_ack_and_resumes_the_timers_it_stopped(store: SQLiteStore) -> None:
+    alert = await store.alert(FP)
+    assert alert is not None
+    await store.start_escalations([NewEscalation(FP, "pager", alert.starts_at, GROUP_KEY, 50.0, 3)], 1.0)
+    await store.ack_alerts([FP], "rita", 10.0, no_effects)
+    result = await store.ack_alerts([FP, "missing0"], "adam", 100.0, no_effects, undo=True)
+    assert [a.fingerprint for a in result.snapshot.acked] == [FP] and result.stopped_escalations == 1
+    assert result.snapshot.missing == ["missing0"] and await store.acks([FP]) == {}
+    (timer,) = await store.escalations()
+    assert timer.status == "active" and timer.due_at == 100.0  # was due at 50: due now, not in the past
+    again = await store.ack_alerts([FP], "adam", 101.0, no_effects, undo=True)
+    assert again.snapshot.acked == [] and [a.fingerprint for a in again.snapshot.already] == [FP]

@@ -474,3 +474,30 @@ async def test_a_run_that_lost_its_lease_stops(
     assert final is not None and final.status == "interrupted"
     assert "finished" not in events(audit)
     assert len(kube_standin.requests_to("/deployments/model-api", "PATCH")) == 1  # the last step never ran
+
+
+async def test_on_failure_notify_says_what_failed_and_why(tmp_path: Path, kube_kubeconfig: Path) -> None:
+    """A 403 on the PATCH: the on_failure notify reports a failed run, the step, the Kubernetes message, what next."""
+    rules = [dict(r) for r in REMEDIATOR_RULES]
+    rules[0] = {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["get", "list"]}  # no patch
+    runbook = RESTART + "on_failure:\n  - action: notify\n    receiver: file\n"
+    with KubeApiStandin(rules=rules) as kube:
+        kube.add_deployment("prod", "model-api")
+        cfg = remediation_config(tmp_path, {"r": runbook}, kubeconfig=kube.kubeconfig(tmp_path / "kc"))
+        async with remediation_app(cfg) as (client, rt):
+            await post(client, alert_body())
+            await wait_run(rt, "failed")
+            await settle(rt)
+    records = read_jsonl(tmp_path / "data" / "out.jsonl")
+    (notice,) = [r for r in records if r.get("extra", {}).get("runbook_message")]
+    (entry,) = notice["extra"]["runbook_runs"]
+    assert entry["status"] == "failed"  # not "running"
+    failure = entry["failure"]
+    assert failure["step"] == "1 (rollout_restart)" and failure["reason"] == "auth"
+    assert "403 Forbidden" in failure["error"] and 'cannot patch resource "deployments"' in failure["error"]
+    assert "service account" in failure["next"] and "Deployment/model-api in namespace prod" in failure["next"]
+    message = notice["extra"]["runbook_message"]
+    assert "failed at step 1 (rollout_restart): restarting Deployment/prod/model-api: 403 Forbidden" in message
+    assert "Next: alert-router's service account may not do this" in message
+    final = [run for rec in records for run in rec.get("extra", {}).get("runbook_runs", [])][-1]
+    assert final["status"] == "failed" and final["failure"]["step"] == "1 (rollout_restart)"

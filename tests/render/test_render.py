@@ -17,7 +17,7 @@ from alert_router.render import (
     format_duration,
 )
 from alert_router.render.actions import Action, message_actions
-from alert_router.render.escape import ZWSP, html_link, mrkdwn_code, mrkdwn_escape, mrkdwn_link
+from alert_router.render.escape import html_link, mrkdwn_code, mrkdwn_escape, mrkdwn_link
 from alert_router.render.slack_blocks import SECTION_LIMIT, build_blocks, split_mrkdwn
 from tests.channels.helpers import HOSTILE, T0, alert, notification
 from tests.standins.slack import validate_blocks
@@ -33,9 +33,9 @@ def test_format_duration(seconds: float, text: str) -> None:
 
 
 def test_mrkdwn_escaping() -> None:
-    """& < > become entities; formatting characters get a zero-width space; code spans keep text verbatim."""
+    """& < > become entities; words with formatting characters become code spans; code spans keep text verbatim."""
     assert mrkdwn_escape("<!channel> & <@U1>") == "&lt;!channel&gt; &amp; &lt;@U1&gt;"
-    assert mrkdwn_escape("*a* _b_") == f"{ZWSP}*a{ZWSP}* {ZWSP}_b{ZWSP}_"
+    assert mrkdwn_escape("*a* _b_") == "`*a*` `_b_`"
     assert mrkdwn_code("a`b\nc <x>") == "`aˋb c &lt;x&gt;`"
     assert mrkdwn_link("http://x/?a=1&b=|>", "Go <now>") == "<http://x/?a=1&amp;b=%7C%3E|Go &lt;now&gt;>"
     assert mrkdwn_link("javascript:alert(1)", "x") == "x"
@@ -86,7 +86,7 @@ def test_template_autoescapes_per_dialect() -> None:
     ctx = {"v": "<b>&*x*</b>"}
     assert Template("html", "{{ v }}").render(ctx) == "&lt;b&gt;&amp;*x*&lt;/b&gt;"
     assert Template("mrkdwn", "{{ v }} {{ v|code }}").render(ctx) == (
-        f"&lt;b&gt;&amp;{ZWSP}*x{ZWSP}*&lt;/b&gt; `&lt;b&gt;&amp;*x*&lt;/b&gt;`"
+        "`&lt;b&gt;&amp;*x*&lt;/b&gt;` `&lt;b&gt;&amp;*x*&lt;/b&gt;`"
     )
     assert Template("json", '{"a": {{ v }}}').render(ctx) == '{"a": "<b>&*x*</b>"}'
     assert Template("text", "{{ v }}").render(ctx) == "<b>&*x*</b>"
@@ -107,7 +107,10 @@ def test_action_encoding_round_trips_within_64_bytes() -> None:
     assert whole is not None and whole.whole_group
     assert decode_action("ar1:rm:x:5f1e0a9d") is None and decode_action("hello") is None
     assert message_actions(False, ["a"], "g") == []
-    assert [a for a, _ in message_actions(True, ["a", "b"], "5f1e0a9d")] == list(Action)
+    assert [a for a, _ in message_actions(True, ["a", "b"], "5f1e0a9d", runbook=True)] == [
+        Action.ACK, Action.SILENCE_1H, Action.SILENCE_4H, Action.SILENCE_24H, Action.RUNBOOK]
+    assert Action.RUNBOOK not in [a for a, _ in message_actions(True, ["a"], "5f1e0a9d")]
+    assert decode_action("ar1:sil24h:2bb1035c:5f1e0a9d") is not None
 
 
 def test_split_mrkdwn_respects_the_section_limit_and_code_blocks() -> None:
@@ -143,7 +146,7 @@ def test_pending_approval_gets_approve_and_deny_buttons_on_slack_and_telegram() 
             {"run_id": 8, "runbook": "scale-up", "status": "succeeded", "summary": "", "dry_run": True}]
     n = notification([alert()], extra={"runbook_runs": runs})
     blocks, _ = build_blocks(build_context(n), "body")
-    values = [e["value"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+    values = [e.get("value", "") for b in blocks if b["type"] == "actions" for e in b["elements"]]
     assert "ar1:apr:7" in values and "ar1:dny:7" in values
     assert not any(v.endswith(":8") for v in values)  # only the run that waits gets buttons
     assert validate_blocks(blocks) == []  # no Slack validation errors
@@ -161,3 +164,15 @@ def test_pending_approval_gets_approve_and_deny_buttons_on_slack_and_telegram() 
     assert plain is not None
     plain_data = [str(b.callback_data) for row in plain.inline_keyboard for b in row]
     assert not any(d.startswith(("ar1:apr", "ar1:dny")) for d in plain_data)
+
+
+def test_promql_and_label_values_are_code_spans_in_slack_without_invisible_characters() -> None:
+    """An expression copied out of Slack is the expression: code spans, no zero-width spaces."""
+    expr = 'sum(rate(http_requests_total{job="model_api",code=~"5.."}[5m])) * 100 > 5'
+    n = notification([alert(labels={"deployment": "model_api"},
+                            annotations={"summary": "errors high", "description": f"Expression: {expr}"})])
+    body = Template("mrkdwn", defaults.SLACK_BODY).render(build_context(n))
+    assert "\u200b" not in body
+    assert '`sum(rate(http_requests_total{job="model_api",code=~"5.."}[5m]))` `*` 100 &gt; 5' in body
+    assert "`deployment=model_api`" in body
+    assert mrkdwn_escape("rollout of model_api ~ done") == "rollout of `model_api` `~` done"

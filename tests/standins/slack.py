@@ -17,6 +17,14 @@ What it honours, as Slack documents it (docs.slack.dev/reference/methods):
 * ``channel_not_found``, ``no_text``, ``msg_too_long`` (text over 40,000 characters),
   ``invalid_blocks_format`` and ``invalid_blocks`` (more than 50 blocks, section text over 3,000
   characters, header text over 150, ...), ``message_not_found`` for ``chat.update`` of an unknown ts.
+* Message metadata (docs.slack.dev, "Using message metadata"): ``metadata`` on ``chat.postMessage`` and
+  ``chat.update`` is a JSON object with a string ``event_type`` (letters, digits, underscores) and an object
+  ``event_payload`` (``invalid_metadata_format`` when not an object, ``invalid_metadata_schema`` otherwise);
+  ``chat.update`` without it keeps the message's metadata.
+* ``conversations.history``: the channel's messages, not thread replies, newest first, after ``oldest`` and
+  before ``latest`` (both exclusive unless ``inclusive``), ``limit`` per page (default 100, at most 999),
+  ``has_more`` and ``response_metadata.next_cursor``; each message's ``metadata`` only with
+  ``include_all_metadata``.
 * Rate limiting: HTTP 429, a ``Retry-After`` header in whole seconds and ``{"ok":false,"error":"ratelimited"}``.
 * File uploads the way ``files_upload_v2`` does them (docs.slack.dev, files.getUploadURLExternal and
   files.completeUploadExternal): ``files.getUploadURLExternal`` (``filename`` and ``length`` required,
@@ -39,6 +47,7 @@ import asyncio
 import contextlib
 import json
 import math
+import re
 import time
 from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping, Sequence
@@ -216,6 +225,10 @@ MAX_CONTEXT_ELEMENTS = 10
 MAX_ACTIONS_ELEMENTS = 25
 MAX_BUTTON_TEXT = 75
 MAX_BUTTON_VALUE = 2000
+MAX_PLACEHOLDER = 150
+MAX_OPTIONS = 100
+MAX_OPTION_TEXT = 75
+MAX_OPTION_VALUE = 150
 MAX_ACTION_ID = 255
 MAX_BLOCK_ID = 255
 MAX_FILE_BYTES = 1024**3
@@ -241,9 +254,11 @@ class SlackMessage:
     history: list[dict[str, Any]] = field(default_factory=list)
     edits: int = 0
     files: list[SlackFile] = field(default_factory=list)
+    metadata: dict[str, Any] | None = None
+    """``{"event_type", "event_payload"}`` as posted (``conversations.history`` shows it on request)."""
 
-    def as_api(self, bot_user: str, bot_id: str, team: str) -> dict[str, Any]:
-        """Return the message object the way Slack's API shows it."""
+    def as_api(self, bot_user: str, bot_id: str, team: str, *, metadata: bool = False) -> dict[str, Any]:
+        """Return the message object the way Slack's API shows it (``metadata`` only when asked for)."""
         message: dict[str, Any] = {
             "type": "message",
             "user": bot_user,
@@ -263,6 +278,8 @@ class SlackMessage:
         if self.files:
             message["files"] = [f.as_api() for f in self.files]
             message["upload"] = True
+        if metadata and self.metadata is not None:
+            message["metadata"] = dict(self.metadata)
         return message
 
 
@@ -489,6 +506,7 @@ class SlackStandin(FaultControls):
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "chat.postEphemeral": self._post_ephemeral,
+            "conversations.history": self._history,
             "files.getUploadURLExternal": self._get_upload_url,
             "files.completeUploadExternal": self._complete_upload,
         }.get(method)
@@ -541,15 +559,21 @@ class SlackStandin(FaultControls):
         return cid
 
     @staticmethod
-    def _json_list(params: dict[str, Any], name: str, format_error: str) -> list[dict[str, Any]] | None:
+    def _json_arg(params: dict[str, Any], name: str, format_error: str) -> Any:
+        """A JSON argument as sent (JSON body) or encoded in a string (form); ``format_error`` if it does not parse."""
         value = params.get(name)
-        if value is None:
-            return None
         if isinstance(value, str):
             try:
                 value = json.loads(value)
             except ValueError as exc:
                 raise SlackApiRefusal(format_error) from exc
+        return value
+
+    @classmethod
+    def _json_list(cls, params: dict[str, Any], name: str, format_error: str) -> list[dict[str, Any]] | None:
+        value = cls._json_arg(params, name, format_error)
+        if value is None:
+            return None
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             raise SlackApiRefusal(format_error)
         return value
@@ -570,8 +594,59 @@ class SlackStandin(FaultControls):
             raise SlackApiRefusal("msg_too_long")
         return text, blocks, attachments
 
+    @classmethod
+    def _metadata(cls, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The ``metadata`` argument as Slack checks it: a JSON object with a string ``event_type`` and an
+        object ``event_payload`` (``invalid_metadata_format`` / ``invalid_metadata_schema`` otherwise)."""
+        value = cls._json_arg(params, "metadata", "invalid_metadata_format")
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise SlackApiRefusal("invalid_metadata_format")
+        event_type, payload = value.get("event_type"), value.get("event_payload")
+        if not isinstance(event_type, str) or not re.fullmatch(r"[A-Za-z0-9_]{1,255}", event_type) \
+                or not isinstance(payload, dict):
+            raise SlackApiRefusal("invalid_metadata_schema")
+        return {"event_type": event_type, "event_payload": payload}
+
+    def _history(self, params: dict[str, Any]) -> dict[str, Any]:
+        """``conversations.history``: the channel's messages (not thread replies), newest first, between
+        ``oldest`` and ``latest`` (exclusive unless ``inclusive``), ``limit`` per page (default 100, at most
+        999) with a ``cursor``; ``metadata`` only with ``include_all_metadata``."""
+        cid = self._channel(params)
+
+        def flag(name: str) -> bool:
+            return str(params.get(name, "")).lower() in ("1", "true")
+
+        try:
+            oldest = float(params.get("oldest") or 0)
+            latest = float(params["latest"]) if params.get("latest") else math.inf
+            limit = min(999, max(1, int(params.get("limit") or 100)))
+            offset = int(str(params.get("cursor") or "0").removeprefix("next_ts:") or 0)
+        except ValueError as exc:
+            raise SlackApiRefusal("invalid_arguments") from exc
+        inclusive = flag("inclusive")
+        found = [
+            m for m in reversed(self.messages[cid])
+            if (m.thread_ts is None or m.thread_ts == m.ts)
+            and (oldest <= float(m.ts) if inclusive else oldest < float(m.ts))
+            and (float(m.ts) <= latest if inclusive else float(m.ts) < latest)
+        ]
+        page = found[offset: offset + limit]
+        more = offset + limit < len(found)
+        body: dict[str, Any] = {
+            "messages": [m.as_api(self.bot_user, self.bot_id, self.team_id, metadata=flag("include_all_metadata"))
+                         for m in page],
+            "has_more": more,
+            "pin_count": 0,
+        }
+        if more:
+            body["response_metadata"] = {"next_cursor": f"next_ts:{offset + limit}"}
+        return body
+
     def _post_message(self, params: dict[str, Any]) -> dict[str, Any]:
         cid = self._channel(params)
+        metadata = self._metadata(params)
         text, blocks, attachments = self._content(params)
         if not text and not blocks and not attachments:
             raise SlackApiRefusal("no_text")
@@ -582,7 +657,7 @@ class SlackStandin(FaultControls):
                 raise SlackApiRefusal("thread_not_found")
         message = SlackMessage(
             channel=cid, ts=self._next_ts(), text=text or "", blocks=blocks, attachments=attachments,
-            thread_ts=thread_ts, user=self.bot_user, params=dict(params),
+            thread_ts=thread_ts, user=self.bot_user, params=dict(params), metadata=metadata,
         )
         self.messages[cid].append(message)
         return {"channel": cid, "ts": message.ts,
@@ -596,9 +671,12 @@ class SlackStandin(FaultControls):
         message = next((m for m in self.messages[cid] if m.ts == str(ts)), None)
         if message is None:
             raise SlackApiRefusal("message_not_found")
+        metadata = self._metadata(params)
         text, blocks, attachments = self._content(params)
         if text is None and blocks is None and attachments is None:
             raise SlackApiRefusal("no_text")
+        if metadata is not None:
+            message.metadata = metadata
         message.history.append({"text": message.text, "blocks": message.blocks,
                                 "attachments": message.attachments, "edited_ts": self._next_ts()})
         if text is not None:
@@ -775,6 +853,23 @@ def _element_errors(el: Any, ptr: str) -> list[str]:
     action_id = el.get("action_id")
     if action_id is not None and (not isinstance(action_id, str) or len(action_id) > MAX_ACTION_ID):
         errors.append(f"must be less than {MAX_ACTION_ID + 1} characters [json-pointer:{ptr}/action_id]")
+    if el["type"] == "static_select":
+        if el.get("placeholder") is not None:
+            errors += _text_object_errors(el["placeholder"], f"{ptr}/placeholder", MAX_PLACEHOLDER, plain_only=True)
+        options = el.get("options")
+        if not isinstance(options, list) or not 1 <= len(options) <= MAX_OPTIONS:
+            errors.append(f"must provide an array of 1 to {MAX_OPTIONS} items [json-pointer:{ptr}/options]")
+        else:
+            for k, option in enumerate(options):
+                if not isinstance(option, dict):
+                    errors.append(f"must be an option object [json-pointer:{ptr}/options/{k}]")
+                    continue
+                errors += _text_object_errors(option.get("text"), f"{ptr}/options/{k}/text", MAX_OPTION_TEXT,
+                                              plain_only=True)
+                value = option.get("value")
+                if not isinstance(value, str) or len(value) > MAX_OPTION_VALUE:
+                    errors.append(f"must be less than {MAX_OPTION_VALUE + 1} characters "
+                                  f"[json-pointer:{ptr}/options/{k}/value]")
     if el["type"] == "button":
         errors += _text_object_errors(el.get("text"), f"{ptr}/text", MAX_BUTTON_TEXT, plain_only=True)
         value = el.get("value")

@@ -25,7 +25,8 @@ handed out; an HTTP URL is refused (the stand-in fetches nothing). As the Bot AP
 at most 10,000 and a side ratio of at most 20 (``PHOTO_INVALID_DIMENSIONS``), PNG or JPEG that decodes
 (``IMAGE_PROCESS_FAILED``), a caption of at most 1,024 characters after entity parsing, and
 ``reply_parameters`` (or ``reply_to_message_id``) naming a message of the chat unless
-``allow_sending_without_reply``. The answer is a Message with ``photo`` as several PhotoSizes (thumbnails of
+``allow_sending_without_reply`` (``sendMessage`` honours the same; its answer then has ``reply_to_message``).
+The answer is a Message with ``photo`` as several PhotoSizes (thumbnails of
 90, 320, 800 and 1,280 pixels on the long side, and the original), ``caption`` and ``reply_to_message``;
 photos are kept in :attr:`TelegramStandin.photos`. A photo counts against the chat's rate like a message.
 """
@@ -327,6 +328,8 @@ class TelegramMessage:
     params: dict[str, Any] = field(default_factory=dict)
     edit_date: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    reply_to: int | None = None
+    """The message this one replies to (``reply_parameters`` / ``reply_to_message_id``), if it exists."""
 
     @property
     def edits(self) -> int:
@@ -615,7 +618,25 @@ class TelegramStandin(FaultControls):
             result["reply_markup"] = m.reply_markup
         if m.edit_date is not None:
             result["edit_date"] = m.edit_date
+        replied = next((r for r in self.messages.get(m.chat_id, []) if r.message_id == m.reply_to), None)
+        if replied is not None:
+            result["reply_to_message"] = {k: v for k, v in self._message_json(replied).items()
+                                          if k != "reply_to_message"}
         return result
+
+    def _reply_to(self, chat_id: int, params: dict[str, Any]) -> int | None:
+        """The message a send replies to: ``reply_parameters`` (or ``reply_to_message_id``) naming a message of
+        the chat; one that does not exist is refused unless ``allow_sending_without_reply`` (then no reply)."""
+        reply = _as_json(params.get("reply_parameters"), "reply parameters") or {}
+        reply_to = _as_int(reply.get("message_id")) if isinstance(reply, dict) else None
+        allow = _as_bool(reply.get("allow_sending_without_reply", False)) if isinstance(reply, dict) else False
+        if reply_to is None:
+            reply_to = _as_int(params.get("reply_to_message_id"))
+            allow = _as_bool(params.get("allow_sending_without_reply", False))
+        replied = next((m for m in self.messages.get(chat_id, []) if m.message_id == reply_to), None)
+        if reply_to is not None and replied is None and not allow:
+            raise _bad("message to be replied not found")
+        return reply_to if replied is not None else None
 
     @staticmethod
     def _envelope_error(error: TelegramApiError) -> web.Response:
@@ -764,11 +785,13 @@ class TelegramStandin(FaultControls):
         chat_id = self._chat(params)
         text, entities, parse_mode = self._text(params)
         markup = self._reply_markup(params)
+        reply_to = self._reply_to(chat_id, params)
         message_id = self._next_message_id[chat_id]
         self._next_message_id[chat_id] += 1
         message = TelegramMessage(
             chat_id=chat_id, message_id=message_id, text=text, entities=entities, reply_markup=markup,
             date=int(time.time()), source_text=str(params["text"]), parse_mode=parse_mode, params=dict(params),
+            reply_to=reply_to,
         )
         self.messages[chat_id].append(message)
         return self._message_json(message)
@@ -806,20 +829,12 @@ class TelegramStandin(FaultControls):
             caption, entities = _trim(caption, entities)
             if len(caption) > MAX_CAPTION:
                 raise _bad("message caption is too long")
-        reply = _as_json(params.get("reply_parameters"), "reply parameters") or {}
-        reply_to = _as_int(reply.get("message_id")) if isinstance(reply, dict) else None
-        allow = _as_bool(reply.get("allow_sending_without_reply", False)) if isinstance(reply, dict) else False
-        if reply_to is None:
-            reply_to = _as_int(params.get("reply_to_message_id"))
-            allow = _as_bool(params.get("allow_sending_without_reply", False))
-        replied = next((m for m in self.messages.get(chat_id, []) if m.message_id == reply_to), None)
-        if reply_to is not None and replied is None and not allow:
-            raise _bad("message to be replied not found")
+        reply_to = self._reply_to(chat_id, params)
         message_id = self._next_message_id[chat_id]
         self._next_message_id[chat_id] += 1
         file_id = f"AgAC{chat_id & 0xFFFF:04x}{message_id:06d}"
         photo = TelegramPhoto(chat_id, message_id, data, width, height, caption, entities,
-                              reply_to if replied is not None else None, dict(params), file_id)
+                              reply_to, dict(params), file_id)
         self.photos[chat_id].append(photo)
         sizes = []
         for side in (90, 320, 800, 1280):
@@ -837,6 +852,7 @@ class TelegramStandin(FaultControls):
             result["caption"] = caption
         if entities:
             result["caption_entities"] = entities
+        replied = next((m for m in self.messages.get(chat_id, []) if m.message_id == reply_to), None)
         if replied is not None:
             result["reply_to_message"] = self._message_json(replied)
         return result

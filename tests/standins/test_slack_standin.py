@@ -228,3 +228,28 @@ def test_peak_rate_window() -> None:
     assert peak_rate([], 1.0) == 0
     assert peak_rate([0.0, 0.5, 0.99, 1.0, 1.5], 1.0) == 3
     assert peak_rate([0.0, 2.0, 4.0], 1.0) == 1
+
+
+async def test_metadata_and_conversations_history_as_documented(slack_standin: SlackStandin) -> None:
+    """metadata is checked and kept; history lists parents newest first, pages with a cursor, shows metadata on ask."""
+    c = client(slack_standin)
+    meta = {"event_type": "alert_router_notification", "event_payload": {"delivery_id": "7"}}
+    first = await c.chat_postMessage(channel="C0ALERTS", text="one", metadata=meta)
+    await c.chat_postMessage(channel="C0ALERTS", text="reply", thread_ts=first["ts"])
+    second = await c.chat_postMessage(channel="C0ALERTS", text="two")
+    bad_meta = {"event_type": "has space", "event_payload": {}}
+    with pytest.raises(SlackApiError) as bad:
+        await c.chat_postMessage(channel="C0ALERTS", text="x", metadata=bad_meta)
+    assert bad.value.response["error"] == "invalid_metadata_schema"
+    plain = await c.conversations_history(channel="C0ALERTS")
+    assert [m["text"] for m in plain["messages"]] == ["two", "one"] and "metadata" not in plain["messages"][1]
+    page = await c.conversations_history(channel="C0ALERTS", limit=1, include_all_metadata=True)
+    assert page["has_more"] is True and [m["ts"] for m in page["messages"]] == [second["ts"]]
+    rest = await c.conversations_history(channel="C0ALERTS", limit=1, include_all_metadata=True,
+                                         cursor=page["response_metadata"]["next_cursor"])
+    assert rest["messages"][0]["metadata"] == meta and rest["has_more"] is False
+    after = await c.conversations_history(channel="C0ALERTS", oldest=first["ts"])
+    assert [m["ts"] for m in after["messages"]] == [second["ts"]]  # oldest is exclusive
+    await c.chat_update(channel="C0ALERTS", ts=first["ts"], text="one, edited")
+    kept = await c.conversations_history(channel="C0ALERTS", include_all_metadata=True)
+    assert kept["messages"][1]["metadata"] == meta  # an update without metadata keeps it

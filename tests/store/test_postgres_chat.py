@@ -85,3 +85,18 @@ async def test_escalation_timers_are_claimed_with_a_lease_and_updated_all_or_not
     (f0,) = await store.escalations(fingerprint="f0")
     assert f0.step == 1 and f0.due_at == T0 + 100
     assert [e.fingerprint for e in await store.escalations(status=ACTIVE)] == ["f2", "f0"]
+
+
+async def test_unack_clears_the_ack_and_resumes_the_timers_it_stopped(store: Store) -> None:
+    await ingest(store, "g1", [seen("f1", "g1")], lambda c: [NewOutboxItem("notify", "slack", "g1", {"n": 1})])
+    (alert,) = await store.alerts("firing")
+    await store.start_escalations([NewEscalation("f1", "r", alert.starts_at, "g1", T0 + 60, 3)], T0)
+    await store.ack_alerts(["f1"], "alice", T0 + 5, effects)
+    result = await store.ack_alerts(["f1", "nope"], "bob", T0 + 100, effects, undo=True)
+    assert [a.fingerprint for a in result.snapshot.acked] == ["f1"] and result.snapshot.acked[0].acked_by is None
+    assert result.stopped_escalations == 1 and result.snapshot.missing == ["nope"]
+    assert await store.acks(["f1"]) == {}
+    (esc,) = await store.escalations(fingerprint="f1")
+    assert esc.status == "active" and esc.due_at == T0 + 100 and esc.stopped_by is None
+    again = await store.ack_alerts(["f1"], "bob", T0 + 101, effects, undo=True)
+    assert again.snapshot.acked == [] and [a.fingerprint for a in again.snapshot.already] == ["f1"]

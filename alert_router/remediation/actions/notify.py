@@ -25,10 +25,19 @@ class Params(ActionParams):
     message: str = ""
 
 
+def default_message(ctx: StepContext) -> str:
+    """``runbook restart: run #7`` or, in an ``on_failure`` step, what failed, why and what to do next."""
+    text = f"runbook {ctx.runbook}: run #{ctx.run_id}"
+    failure = ctx.variables.get("failure")
+    if isinstance(failure, dict):
+        text += f" failed at step {failure['step']}: {failure['error']}. Next: {failure['next']}"
+    return text
+
+
 async def run(ctx: StepContext, params: Params) -> StepResult:
     """Queue the message for the receiver(s)."""
     try:
-        text = render(params.message, ctx.variables) if params.message else f"runbook {ctx.runbook}: run #{ctx.run_id}"
+        text = render(params.message, ctx.variables) if params.message else default_message(ctx)
     except TemplateProblem as exc:
         raise StepFailed(FailureReason.TEMPLATE, str(exc)) from None
     receivers = [params.receiver] if params.receiver else list(ctx.receivers)
