@@ -131,7 +131,7 @@ async def measure(name: str, pythonpath: str | None, args: argparse.Namespace, v
         svc.stop()
 
 
-async def main() -> None:
+def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     ap.add_argument("--alerts", type=int, default=20_000)
     ap.add_argument("--baseline", help="another checkout of alert-router (e.g. a worktree of main)")
@@ -141,13 +141,19 @@ async def main() -> None:
     ap.add_argument("--variants", default="shipped", help=f"comma-separated, of {', '.join(VARIANTS)}")
     ap.add_argument("--rounds", type=int, default=1, help="alternate the servers this many times")
     args = ap.parse_args()
+    if args.baseline:
+        args.baseline = os.path.realpath(args.baseline)
+    return args
+
+
+async def main(args: argparse.Namespace) -> None:
     if args.profile:
         if not shutil.which("py-spy"):
             raise SystemExit("py-spy is not installed (pip install py-spy)")
         os.makedirs(args.profile, exist_ok=True)
     servers: list[tuple[str, str | None]] = [("this checkout", None)]
     if args.baseline:
-        servers.insert(0, ("baseline", os.path.realpath(args.baseline)))
+        servers.insert(0, ("baseline", args.baseline))
     rows = []
     for _ in range(args.rounds):
         for variant in args.variants.split(","):
@@ -160,4 +166,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(parse()))
