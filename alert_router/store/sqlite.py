@@ -40,6 +40,7 @@ from alert_router.store.queues import (
     claim_outbox_sql,
     claimed,
     outbox_row,
+    payload_text,
     sqlite,
 )
 from alert_router.store.sqlite_chat import SQLiteChatMixin
@@ -375,8 +376,8 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
                         state.starts_at,
                         state.ends_at,
                         o.group_key,
-                        json.dumps(o.labels),
-                        json.dumps(o.annotations),
+                        payload_text(o.labels),  # pydantic-core: a few times faster than json.dumps
+                        payload_text(o.annotations),
                         o.generator_url,
                         now,
                         now,
