@@ -6,8 +6,9 @@ The machine is shared, so CPU seconds per alert move with the load of other work
 instruction counts do not. The service runs under ``valgrind --tool=callgrind`` (Debian package
 ``valgrind``) with instrumentation off while it starts; it is switched on (and the counts zeroed) once
 it answers, the alerts are posted (warnings in new groups of 10, as ``bench/cpu.py``), every queue is
-awaited empty (polled once a second) and the count is dumped. Under valgrind threads run one at a time and ~50x slower, so batch sizes (and with them
-the number of commits) differ from a real run: compare checkouts with this, do not quote it as speed.
+awaited empty (polled once a second) and the count is dumped. Under valgrind threads run one at a time
+and ~50x slower, so batch sizes (and with them the number of commits) differ from a real run: compare
+checkouts with this, do not quote it as speed.
 Reported: instructions per alert (``Ir``), and with ``--annotate`` the top functions of each run.
 Loopback only; it stops by itself.
 """
