@@ -87,7 +87,7 @@ def planner(config: Config, payload: WebhookPayload, received_at: float, metrics
             }
             prio = priority.of_labels(a.labels for a in gr.alerts)
             items.append(NewOutboxItem("notify", gr.receiver, payload.group_key, payload_json, priority=prio))
-        items.extend(runbook_items(config, payload, changed, received_at))
+        items.extend(runbook_items(config, payload, changed, received_at, wire))
         return items
 
     return plan
