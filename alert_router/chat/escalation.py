@@ -8,16 +8,22 @@ rule that are due together are sent, as one notification, to the policy's receiv
 time: the outbox key is ``<group key>#escalation:<rule>:<step>``, so the channels never overwrite the
 original page), and the timer is due again ``after`` later, until it was sent ``repeat`` times.
 
-An ack stops the timer in the ack's own transaction; a resolved (or forgotten) alert stops it when it
-comes due. Timers live in the store, so they survive restarts and, with a shared store, are claimed
-with a lease by exactly one replica. Time comes from a :class:`~alert_router.chat.clock.Clock`, so tests
+An ack stops the timer in the ack's own transaction (and re-renders every message of the group, escalations
+included, to show who acked); a resolved (or forgotten) alert stops it when it comes due. When a group of an
+escalating rule resolves, the ingest stage plans one :data:`CLOSE_KIND` item with the resolved group in the
+same transaction, and :meth:`Escalator.close_resolved` turns it into an update of every escalation message
+of that group and rule that still says firing: a lead's Slack or Telegram message is edited to RESOLVED,
+and an incident an escalation opened on PagerDuty or Opsgenie is resolved, exactly as the original page is.
+
+Timers live in the store, so they survive restarts and, with a shared store, are claimed with a lease by
+exactly one replica. Time comes from a :class:`~alert_router.chat.clock.Clock`, so tests
 drive it with a :class:`~alert_router.chat.clock.ManualClock`.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import structlog
 
@@ -30,10 +36,19 @@ from alert_router.chat.settings import EscalatePolicy
 from alert_router.config import Config
 from alert_router.errors import StoreUnavailable
 from alert_router.pipeline.route import route_labels
-from alert_router.store.base import AlertRecord, NewOutboxItem, Store
+from alert_router.store.base import AlertRecord, NewOutboxItem, OutboxItem, Store
 from alert_router.store.sqlite_chat import ESCALATION_MARK
 
-__all__ = ["Clock", "Escalator", "ManualClock", "SystemClock", "escalation_key", "policies"]
+__all__ = [
+    "CLOSE_KIND",
+    "Clock",
+    "Escalator",
+    "ManualClock",
+    "SystemClock",
+    "closing_items",
+    "escalation_key",
+    "policies",
+]
 
 log = structlog.get_logger("alert_router.escalation")
 
@@ -48,9 +63,31 @@ def policies(config: Config) -> dict[str, EscalatePolicy]:
     return out
 
 
-def escalation_key(group_key: str, rule: str, step: int) -> str:
+def escalation_key(group_key: str, rule: str, step: int | str) -> str:
     """The outbox group key of one escalation message (a new message per step)."""
     return f"{group_key}{ESCALATION_MARK}{rule}:{step}"
+
+
+CLOSE_KIND = "escalation_close"
+"""The outbox kind of "this group of an escalating rule resolved: close its escalation messages"."""
+
+
+def closing_items(config: Config, planned: Sequence[NewOutboxItem]) -> list[NewOutboxItem]:
+    """One :data:`CLOSE_KIND` item per escalating rule among the resolved group notifications in ``planned``.
+
+    ``dest`` is the rule, the payload the resolved group as its routed receivers get it. Planned in the
+    ingest transaction, so a resolve that was accepted always reaches the escalation messages too.
+    """
+    resolved = [i for i in planned if i.kind == "notify" and i.payload.get("status") == "resolved"]
+    if not resolved:
+        return []
+    escalating = policies(config)
+    out: dict[str, NewOutboxItem] = {}
+    for item in resolved:
+        rule = str(item.payload.get("rule", ""))
+        if rule in escalating and rule not in out:
+            out[rule] = NewOutboxItem(CLOSE_KIND, rule, item.group_key, item.payload, priority=item.priority)
+    return list(out.values())
 
 
 class Escalator:
@@ -210,10 +247,41 @@ class Escalator:
             items.append(NewOutboxItem("notify", receiver, escalation_key(group_key, rule, step), payload))
         return items
 
+    async def close_resolved(self, limit: int = 100) -> int:
+        """Update the escalation messages of groups that resolved; return the notifications enqueued."""
+        now = self.clock.now()
+        enqueued = 0
+        for item in await self.store.claim_outbox(CLOSE_KIND, self.owner, limit, self.settings.lease, now):
+            follow_ups = await self._closing(item)
+            if await self.store.finish_outbox(item, self.owner, ok=True, now=now, follow_ups=follow_ups):
+                enqueued += len(follow_ups)
+                if follow_ups:
+                    log.info("escalation messages resolved", rule=item.dest, group_key=item.group_key,
+                             messages=len(follow_ups))
+        if enqueued and self.wake_delivery is not None:
+            self.wake_delivery()
+        return enqueued
+
+    async def _closing(self, item: OutboxItem) -> list[NewOutboxItem]:
+        """The resolved group, once for each escalation message of its rule whose latest state is firing."""
+        prefix = escalation_key(item.group_key, item.dest, "")
+        out = []
+        for notice in await self.store.sent_notices(item.group_key):
+            if not notice.message_key.startswith(prefix) or notice.payload.get("status") != "firing":
+                continue
+            extra = dict(item.payload.get("extra") or {})
+            escalation = (notice.payload.get("extra") or {}).get("escalation")
+            if escalation:
+                extra["escalation"] = escalation
+            payload = {**item.payload, "receiver": notice.dest, "extra": extra}
+            out.append(NewOutboxItem("notify", notice.dest, notice.message_key, payload, priority=item.priority))
+        return out
+
     async def tick(self) -> int:
-        """One round: start missing timers, then fire the due ones; return the notifications enqueued."""
+        """One round: close what resolved, start missing timers, fire the due ones; return notifications enqueued."""
+        closed = await self.close_resolved()
         await self.sync()
-        return await self.fire_due()
+        return closed + await self.fire_due()
 
     async def run(self) -> None:
         """Loop until cancelled, one :meth:`tick` every ``chat.escalation.poll_interval``."""

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from alert_router import priority
+from alert_router.chat.escalation import closing_items
 from alert_router.config import Config
 from alert_router.deadman import DeadmanSwitch
 from alert_router.errors import PayloadError, StoreUnavailable
@@ -87,6 +88,7 @@ def planner(config: Config, payload: WebhookPayload, received_at: float, metrics
             }
             prio = priority.of_labels(a.labels for a in gr.alerts)
             items.append(NewOutboxItem("notify", gr.receiver, payload.group_key, payload_json, priority=prio))
+        items.extend(closing_items(config, items))
         items.extend(runbook_items(config, payload, changed, received_at, wire))
         return items
 

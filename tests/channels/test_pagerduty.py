@@ -215,3 +215,27 @@ async def test_an_ack_in_chat_acknowledges_the_incident(tmp_path: Path, pagerdut
         await wait_for(lambda: pagerduty_standin.alerts()[0].status == "acknowledged")
         await settle(rt)
     assert [e["event_action"] for e in pagerduty_standin.events] == ["trigger", "acknowledge"]
+
+
+async def test_an_incident_opened_by_escalation_resolves_with_the_group(
+    tmp_path: Path, pagerduty_standin: PagerDutyStandin
+) -> None:
+    """PagerDuty only as an escalation receiver: the group's resolve closes the incident the escalation opened."""
+    receivers = (f"  - name: pagerduty\n    pagerduty: {{routing_key: {pagerduty_standin.routing_key}, "
+                 f"url: '{pagerduty_standin.url}', timeout: 2}}\n")
+    rules = ("rules:\n  - name: pager\n    match: []\n    receivers: [file]\n"
+             "    escalate: {after: 1s, receivers: [pagerduty]}\ndefault:\n  receivers: [file]\n")
+    cfg = write_config(tmp_path, receivers, rules=rules)
+    cfg.write_text(cfg.read_text() + "chat:\n  escalation: {poll_interval: 0.1}\n"
+                   "  users:\n    - {name: rita, slack: URESP, role: responder}\n")
+    async with running_app(cfg) as (client, rt):
+        r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"))
+        assert r.status == 200
+        await wait_for(lambda: pagerduty_standin.alerts(), timeout=10)
+        assert pagerduty_standin.alerts()[0].status == "triggered"
+        r = await client.post("/webhook", data=fixture_bytes("resolved-service-down.json"))
+        assert r.status == 200
+        await wait_for(lambda: pagerduty_standin.alerts()[0].status == "resolved", timeout=10)
+        await settle(rt)
+    actions = [e["event_action"] for e in pagerduty_standin.events]
+    assert actions[0] == "trigger" and actions[-1] == "resolve" and "resolve" not in actions[:-1]

@@ -12,8 +12,10 @@ import pytest
 from alert_router.chat.authz import Identity
 from alert_router.chat.clock import ManualClock
 from alert_router.chat.commands import CommandService
-from alert_router.chat.escalation import Escalator
+from alert_router.chat.escalation import CLOSE_KIND, Escalator
 from alert_router.config import Config, load
+from alert_router.store import create_store
+from alert_router.store.base import Store
 from alert_router.store.sqlite import SQLiteStore
 from tests.chat.support import FP, SHORT, FakeAlertmanager, alert_payload, chat_config, ingest
 from tests.helpers import read_jsonl, running_app, wait_for
@@ -42,7 +44,7 @@ async def escalations_sent(store: SQLiteStore) -> list[dict]:
     return [n.payload for n in await store.sent_notices(GROUP_KEY) if n.dest == "lead"]
 
 
-async def started(store: SQLiteStore, config: Config) -> tuple[ManualClock, Escalator, float]:
+async def started(store: Store, config: Config) -> tuple[ManualClock, Escalator, float]:
     clock = ManualClock(time.time())
     assert await ingest(store, config, alert_payload())
     alert = await store.alert(FP)
@@ -117,6 +119,53 @@ async def test_resolution_stops_it(store: SQLiteStore, config: Config) -> None:
     assert await escalations_sent(store) == []
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    url = (f"sqlite:///{tmp_path / 'any.db'}" if request.param == "sqlite"
+           else request.getfixturevalue("fresh_pg_database")())
+    s = create_store(url)
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def lead_messages(store: Store) -> dict[str, str]:
+    """The lead's escalation messages (outbox key) and the latest state sent to each."""
+    return {n.message_key: n.payload["status"] for n in await store.sent_notices(GROUP_KEY) if n.dest == "lead"}
+
+
+async def test_a_group_that_resolves_resolves_its_escalation_messages(any_store: Store, config: Config) -> None:
+    """A lead paged by escalation sees the page resolve: every escalation message is updated, once."""
+    clock, esc, since = await started(any_store, config)
+    await clock.set(since + 10 * MIN)
+    assert await esc.tick() == 1
+    await clock.set(since + 20 * MIN)
+    assert await esc.tick() == 1
+    step1, step2 = f"{GROUP_KEY}#escalation:pager:1", f"{GROUP_KEY}#escalation:pager:2"
+    assert await lead_messages(any_store) == {step1: "firing", step2: "firing"}
+
+    assert await ingest(any_store, config, alert_payload(status="resolved"))
+    assert await esc.tick() == 2
+    assert await lead_messages(any_store) == {step1: "resolved", step2: "resolved"}
+    resolved = [n for n in await any_store.sent_notices(GROUP_KEY) if n.dest == "lead"]
+    assert {n.payload["extra"]["escalation"]["step"] for n in resolved} == {1, 2}
+    assert all(n.payload["receiver"] == "lead" and n.payload["alerts"][0]["status"] == "resolved" for n in resolved)
+    assert await esc.tick() == 0, "each escalation message is resolved once"
+    assert (await any_store.depth(clock.now())).outbox.get(CLOSE_KIND, 0) == 0
+
+
+async def test_a_group_that_resolves_before_escalating_sends_the_lead_nothing(any_store: Store, config: Config) -> None:
+    clock, esc, since = await started(any_store, config)
+    assert await ingest(any_store, config, alert_payload(status="resolved"))
+    assert await esc.tick() == 0
+    assert await lead_messages(any_store) == {}
+    await clock.set(since + 30 * MIN)
+    assert await esc.tick() == 0
+    assert await lead_messages(any_store) == {}
+
+
 async def test_a_new_firing_episode_gets_a_new_timer(store: SQLiteStore, config: Config) -> None:
     _, esc, _ = await started(store, config)
     assert await ingest(store, config, alert_payload(status="resolved"))
@@ -186,5 +235,11 @@ default:
         r = await client.post("/webhook", data=json.dumps(alert_payload()).encode())
         assert r.status == 200
         lead = await wait_for(lambda: read_jsonl(tmp_path / "data" / "lead.jsonl"), timeout=10)
-    assert lead[0]["rule"] == "pager" and lead[0]["extra"]["escalation"]["step"] == 1
-    assert [a["fingerprint"] for a in lead[0]["alerts"]] == [FP]
+        assert lead[0]["rule"] == "pager" and lead[0]["extra"]["escalation"]["step"] == 1
+        assert [a["fingerprint"] for a in lead[0]["alerts"]] == [FP]
+
+        r = await client.post("/webhook", data=json.dumps(alert_payload(status="resolved")).encode())
+        assert r.status == 200
+        lead = await wait_for(lambda: [x for x in read_jsonl(tmp_path / "data" / "lead.jsonl")
+                                       if x["status"] == "resolved"], timeout=10)
+    assert lead[0]["extra"]["escalation"]["step"] == 1, "the escalation message itself is resolved"
