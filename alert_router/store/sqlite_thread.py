@@ -5,8 +5,8 @@ appended rows (webhook bodies, which someone is waiting for) go first, in a comm
 then a slice of the other calls, in order (up to ``SLICE`` of them or ``SLICE_SECONDS``): reads one by
 one, and writes sharing one transaction (group commit: one savepoint each, so a failing write undoes
 only itself, and one fsync'd commit for all); plain reads (:meth:`SQLiteThread.read`) join the open
-group instead of ending it, so a pipeline that reads between its writes still shares one fsync. Each round's outcomes go back in one
-``call_soon_threadsafe``, and the queue is looked at again.
+group instead of ending it, so a pipeline that reads between its writes still shares one fsync. Each
+round's outcomes go back in one ``call_soon_threadsafe``, and the queue is looked at again.
 
 What a commit costs here (measured with ``bench/ingest.py`` and py-spy, see the note on issue 2):
 each call into SQLite releases the GIL, and winning it back from a busy event loop takes longer than
