@@ -64,7 +64,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
             host=host,
             port=port,
             ssl_context=tls.context if tls else None,
-            print=None,
+            # called once the listener is up (never when startup fails): where a newcomer's curl should go
+            print=lambda _banner: log.info("listening", url=f"{'https' if tls else 'http'}://{host}:{port}"),
             access_log=None,
             shutdown_timeout=10,
         )
@@ -232,6 +233,16 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     return migrate_command(config, status_only=args.status)
 
 
+def cmd_inbox(args: argparse.Namespace) -> int:
+    """``inbox failed``: list the webhook bodies set aside at ingest."""
+    from alert_router.store.admin import inbox_failed_command
+
+    config = _load_or_report(args)
+    if config is None:
+        return 1
+    return inbox_failed_command(config, limit=args.limit, as_json=args.json)
+
+
 def cmd_telegram(args: argparse.Namespace) -> int:
     """Manage the chat bot's Telegram webhook: ``set-webhook URL``, ``delete-webhook``, ``webhook-info``."""
     import asyncio
@@ -329,6 +340,14 @@ def build_parser() -> argparse.ArgumentParser:
     common(p)
     p.add_argument("--status", action="store_true", help="only show the schema version and pending migrations")
     p.set_defaults(func=cmd_migrate)
+
+    p = sub.add_parser("inbox", help="webhook bodies: failed (those set aside at ingest, with the reason)")
+    ib = p.add_subparsers(dest="inbox_command", required=True)
+    q = ib.add_parser("failed", help="list the webhook bodies ingest set aside, newest first")
+    common(q)
+    q.add_argument("--limit", type=int, default=50)
+    q.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_inbox)
 
     p = sub.add_parser("telegram", help="Telegram bot webhook: set-webhook URL | delete-webhook | webhook-info")
     tg = p.add_subparsers(dest="telegram_command", required=True)

@@ -62,9 +62,14 @@ class MetricsConfig(ConfigModel):
 
 
 class WebhookConfig(ConfigModel):
-    """Limits on incoming webhooks."""
+    """Limits on incoming request bodies (the webhook, and Slack, Telegram and the runs API alike).
+
+    ``max_body_bytes``: a larger body is answered 413. ``read_timeout``: a body that has not arrived whole
+    within it is answered 503 (never a 4xx, which Alertmanager would treat as final).
+    """
 
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    read_timeout: Duration = 30.0
 
 
 class DedupConfig(ConfigModel):
@@ -90,6 +95,8 @@ class IngestConfig(ConfigModel):
 
     lease: Duration = 60.0
     poll_interval: Duration = 1.0
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    """Claims of one body before it is set aside as failed (``alert-router inbox failed`` lists them)."""
 
 
 class RetentionConfig(ConfigModel):
@@ -294,11 +301,12 @@ def _problems(exc: ValidationError, lines: LineMap, prefix: Sequence[str | int] 
     return out
 
 
-def _yaml_files(base: Path, spec: str | list[str]) -> tuple[list[Path], list[Problem]]:
+def _yaml_files(base: Path, spec: str | list[str], lines: LineMap, key: str) -> tuple[list[Path], list[Problem]]:
+    """The files of ``rules:`` or ``runbooks:``; a missing one is reported at that key's line in the config."""
     items = [spec] if isinstance(spec, str) else spec
     files: list[Path] = []
     problems: list[Problem] = []
-    for item in items:
+    for i, item in enumerate(items):
         p = Path(item)
         p = p if p.is_absolute() else base / p
         if p.is_dir():
@@ -306,7 +314,9 @@ def _yaml_files(base: Path, spec: str | list[str]) -> tuple[list[Path], list[Pro
         elif p.is_file():
             files.append(p)
         else:
-            problems.append(Problem(str(p), 1, "no such file or directory"))
+            at = (key,) if isinstance(spec, str) else (key, i)
+            default = "" if (key,) in lines.lines else f" (the default; set `{key}:` to a file, a directory or [])"
+            problems.append(lines.problem(at, f"{key}: no such file or directory: {p}{default}"))
     return files, problems
 
 
@@ -421,7 +431,7 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
 
     rules: list[Rule] = []
     default: Rule | None = None
-    rule_files, fp = _yaml_files(path.parent, settings.rules)
+    rule_files, fp = _yaml_files(path.parent, settings.rules, doc.lines, "rules")
     problems += fp
     docs: list[YamlDocument] = []
     for f in rule_files:
@@ -488,7 +498,7 @@ def load(path: Path | str, env: Mapping[str, str] | None = None) -> Config:
             problems.append(doc.lines.problem(("deadman", "receivers", j), f"deadman: unknown receiver {r!r}"))
 
     runbooks: dict[str, Runbook] = {}
-    runbook_files, fp = _yaml_files(path.parent, settings.runbooks)
+    runbook_files, fp = _yaml_files(path.parent, settings.runbooks, doc.lines, "runbooks")
     problems += fp
     for f in runbook_files:
         bdoc, p = load_yaml(f, env)

@@ -7,7 +7,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, SecretStr, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 
 def _is_secret(annotation: Any) -> bool:
@@ -44,8 +45,14 @@ class ConfigModel(BaseModel):
                 try:
                     data[name] = Path(str(path)).read_text(encoding="utf-8").rstrip("\r\n")
                 except OSError as exc:
-                    raise ValueError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+                    raise _at(key, path, f"cannot read {path}: {exc.strerror or exc}") from None
         return data
+
+
+def _at(key: str, value: Any, message: str) -> ValidationError:
+    """An error located at ``key`` itself (``slack.token_file``), so ``check`` reports that key's own line."""
+    error = PydanticCustomError("secret_file", "{reason}", {"reason": message})
+    return ValidationError.from_exception_data("secret file", [InitErrorDetails(type=error, loc=(key,), input=value)])
 
 
 def secret(value: SecretStr | None) -> str:

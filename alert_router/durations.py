@@ -59,5 +59,15 @@ def check_timeout(value: float, most: float = 60.0) -> float:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-"""A pydantic field type: seconds, written as ``30s``/``5m``/``1h`` or a number."""
+_SECONDS = re.compile(r"\s*\d+(?:\.\d+)?\s*")
+
+
+def _config_duration(value: Any) -> float:
+    """:func:`parse_duration`, plus a number of seconds written as a string: ``${LEASE:-60}`` expands to ``"60"``."""
+    if isinstance(value, str) and _SECONDS.fullmatch(value):
+        return float(value)
+    return parse_duration(value)
+
+
+Duration = Annotated[float, BeforeValidator(_config_duration)]
+"""A pydantic field type: seconds, written as ``30s``/``5m``/``1h`` or a number (also from ``${VAR}``)."""

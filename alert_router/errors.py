@@ -7,6 +7,7 @@
     ├── MatcherError           a matcher expression cannot be parsed
     ├── PayloadError           a webhook body is malformed (answered with 400)
     ├── StoreUnavailable       the store cannot be reached (answered with 503, retried by Alertmanager)
+    │   ├── StoreRejected      the store refuses this data for good (answered with 400 naming the field)
     │   └── StoreInUse         the embedded store's file belongs to another process (a setup error: exit)
     └── ChannelError           a receiver could not deliver (see alert_router.channels.base)
 
@@ -57,6 +58,18 @@ class PayloadError(AlertRouterError):
 
 class StoreUnavailable(AlertRouterError):
     """Raised when the store cannot be reached or a transaction cannot be committed."""
+
+
+class StoreRejected(StoreUnavailable):
+    """Raised when the store refuses the data itself (it would refuse it every time): retrying cannot help.
+
+    A subclass of :class:`StoreUnavailable` so callers that only know that one still stop; those that know
+    better answer 400 (the webhook) or set the body aside (ingest). ``field`` names what was refused.
+    """
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
 
 
 class StoreInUse(StoreUnavailable):

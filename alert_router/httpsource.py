@@ -28,6 +28,7 @@ from alert_router.configbase import ConfigModel, secret
 from alert_router.durations import Duration, check_timeout
 from alert_router.errors import AlertRouterError, FailureReason
 from alert_router.scrub import scrub
+from alert_router.streams import BodyIncomplete, BodyTooLarge, read_capped
 
 __all__ = ["BasicAuth", "SourceClient", "SourceError", "SourceSettings", "TLSOptions", "check_base_url", "ssl_context"]
 
@@ -176,10 +177,12 @@ class SourceClient:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 allow_redirects=False,
             ) as resp:
-                raw = await _read_capped(resp.content, MAX_RESPONSE_BYTES)
+                raw = await read_capped(resp.content, MAX_RESPONSE_BYTES)
                 status = resp.status
-        except _TooLarge:
+        except BodyTooLarge:
             raise SourceError(FailureReason.INVALID, f"{name}'s answer is larger than 16 MiB") from None
+        except BodyIncomplete as exc:
+            raise SourceError(FailureReason.CONNECTION, f"{name}'s answer was cut short: {exc}") from None
         except TimeoutError:
             raise SourceError(FailureReason.TIMEOUT, f"no answer from {name} within {self.timeout:g}s") from None
         except aiohttp.ClientConnectorError as exc:
@@ -201,21 +204,3 @@ class SourceClient:
         if self._own_session and self._session is not None:
             await self._session.close()
             self._session = None
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_capped(stream: aiohttp.StreamReader, cap: int) -> bytes:
-    """Read the whole body however it arrives in pieces, but never more than ``cap`` bytes (+1 to tell)."""
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await stream.read(min(65536, cap + 1 - size))
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > cap:
-            raise _TooLarge

@@ -12,6 +12,18 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.webhooks = Counter("alert_router_webhooks_total", "Webhook requests by outcome.", ["outcome"], registry=r)
+        self.body_incomplete = Counter(
+            "alert_router_body_incomplete_total",
+            "Request bodies that did not arrive whole (client gone, cut short or too slow), answered 503, by endpoint.",
+            ["endpoint"],
+            registry=r,
+        )
+        self.inbox_failed = Counter(
+            "alert_router_inbox_failed_total",
+            "Stored webhook bodies set aside as failed at ingest (unparseable, refused by the store, or out of"
+            " attempts); alert-router inbox failed lists them.",
+            registry=r,
+        )
         self.alerts_received = Counter(
             "alert_router_alerts_received_total", "Alerts received in accepted webhooks.", registry=r
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -10,6 +12,41 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from alert_router.errors import PayloadError
 
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
+
+MAX_KEY_BYTES = 1024
+"""The longest ``groupKey`` or ``fingerprint`` kept as sent (in UTF-8 bytes); longer ones are shortened.
+
+Both are index keys in the store, and PostgreSQL refuses an index entry over about 2.7 KB; a key that long
+would be answered 503 for ever. :func:`short_key` keeps its first bytes and a hash of the whole, so two
+long keys stay apart and the same key always shortens the same way.
+"""
+
+_NUL_ESCAPE = re.compile(rb"(?<!\\)((?:\\\\)*)\\u0000")
+"""A JSON ``\\u0000`` escape (preceded by an even run of backslashes, so not an escaped backslash)."""
+
+
+def clean_body(body: bytes) -> bytes:
+    """``body`` with every U+0000 in its JSON strings replaced by U+FFFD (the replacement character).
+
+    PostgreSQL's text cannot hold U+0000, and Alertmanager would retry a body the store cannot take for
+    ever; SQLite could, but both stores keep the same thing. JSON text cannot carry a raw NUL byte inside a
+    string (it is a control character), so the escape is the only spelling there is to replace.
+    """
+    if b"\\u0000" not in body:
+        return body
+    return _NUL_ESCAPE.sub(rb"\1\\ufffd", body)
+
+
+def short_key(key: str, limit: int = MAX_KEY_BYTES) -> str:
+    """``key`` if it is at most ``limit`` UTF-8 bytes, else its first bytes, ``~`` and a SHA-256 prefix of it."""
+    if len(key) * 4 <= limit:
+        return key
+    raw = key.encode("utf-8")
+    if len(raw) <= limit:
+        return key
+    digest = hashlib.sha256(raw).hexdigest()[:32]
+    head = raw[: limit - len(digest) - 1].decode("utf-8", "ignore")
+    return f"{head}~{digest}"
 
 
 class Alert(BaseModel):
@@ -67,9 +104,13 @@ class WebhookPayload(BaseModel):
 
 
 def parse_payload(body: bytes) -> WebhookPayload:
-    """Validate a webhook body; raise :class:`PayloadError` naming the first bad field."""
+    """Validate a webhook body; raise :class:`PayloadError` naming the first bad field.
+
+    U+0000 becomes U+FFFD (:func:`clean_body`), and an over-long ``groupKey`` or ``fingerprint`` is shortened
+    (:func:`short_key`), so whatever is parsed can be stored.
+    """
     try:
-        return WebhookPayload.model_validate_json(body)
+        payload = WebhookPayload.model_validate_json(clean_body(body))
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         loc = ".".join(str(p) for p in err["loc"])
@@ -85,6 +126,11 @@ def parse_payload(body: bytes) -> WebhookPayload:
         if err["type"] == "too_short" and loc.endswith(".labels"):
             raise PayloadError(f"{loc}: an alert needs at least one label", loc) from None
         raise PayloadError(f"{loc}: {err['msg']}", loc or None) from None
+    payload.group_key = short_key(payload.group_key)
+    for a in payload.alerts:
+        if len(a.fingerprint) * 4 > MAX_KEY_BYTES:
+            a.fingerprint = short_key(a.fingerprint)
+    return payload
 
 
 class Notification(BaseModel):

@@ -128,7 +128,12 @@ def load_yaml(path: Path, env: Mapping[str, str] | None = None) -> tuple[YamlDoc
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else 1
-        return None, [Problem(name, line, f"invalid YAML: {exc.problem or exc}")]
+        message = f"invalid YAML: {exc.problem or exc}"
+        if exc.context and exc.context_mark is not None and exc.context_mark.line + 1 != line:
+            message += f" ({exc.context} started at line {exc.context_mark.line + 1})"  # the [ or { left open
+        if "'\\t'" in message:
+            message += " (YAML indents with spaces, never tabs)"
+        return None, [Problem(name, line, message)]
     except yaml.YAMLError as exc:
         return None, [Problem(name, 1, f"invalid YAML: {exc}")]
     lines = LineMap(name)

@@ -24,6 +24,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # Real Alertmanager 0.25 bodies (see tests/fixtures/alertmanager-0.25/README.md), used as templates.
 FIXTURES = ROOT / "tests" / "fixtures" / "alertmanager-0.25"
 
+JSON_TYPE = {"Content-Type": "application/json"}
+"""The media type of a webhook body (anything else is answered 415)."""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -119,7 +122,7 @@ async def drive(
                         await asyncio.sleep(due - now)
                 t = time.perf_counter()
                 try:
-                    async with s.post(url, data=bodies[i % len(bodies)]) as r:
+                    async with s.post(url, data=bodies[i % len(bodies)], headers=JSON_TYPE) as r:
                         await r.read()
                         res.statuses[r.status] = res.statuses.get(r.status, 0) + 1
                         if r.status != 200:

@@ -118,7 +118,8 @@ def body(i: int, name: str) -> bytes:
 
 
 async def post(session: aiohttp.ClientSession, svc: Service, data: bytes) -> None:
-    async with session.post(svc.url + "/webhook", data=data, headers={"Authorization": f"Bearer {svc.token}"}) as r:
+    headers = {"Authorization": f"Bearer {svc.token}", "Content-Type": "application/json"}
+    async with session.post(svc.url + "/webhook", data=data, headers=headers) as r:
         assert r.status == 200, r.status
 
 

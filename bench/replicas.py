@@ -37,6 +37,8 @@ from tests.procs.postgres import (
 
 RULES = "rules:\n  - name: all\n    match: []\n    receivers: [{receivers}]\ndefault: {{receivers: [file0]}}\n"
 
+JSON_TYPE = {"Content-Type": "application/json"}
+
 
 @dataclass
 class Row:
@@ -78,7 +80,7 @@ async def drive_round_robin(
                 counter += 1
                 t = time.perf_counter()
                 try:
-                    async with s.post(urls[i % len(urls)] + "/webhook", data=bodies[i]) as r:
+                    async with s.post(urls[i % len(urls)] + "/webhook", data=bodies[i], headers=JSON_TYPE) as r:
                         await r.read()
                         res.statuses[r.status] = res.statuses.get(r.status, 0) + 1
                         if r.status != 200:

@@ -17,6 +17,9 @@ from alert_router.appkeys import RUNTIME, Runtime
 from alert_router.config import Config, load
 
 # Real Alertmanager 0.25 bodies (where they come from: tests/fixtures/alertmanager-0.25/README.md).
+JSON_TYPE = {"Content-Type": "application/json"}
+"""The header a webhook body needs (any other media type is answered 415)."""
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "alertmanager-0.25"
 
 DEFAULT_RULES = """\

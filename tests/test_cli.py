@@ -80,6 +80,7 @@ async def test_a_second_process_on_the_same_sqlite_file_says_so_in_one_line(tmp_
     config = write_config(tmp_path)
     first = ServiceProcess(config)
     await first.start()
+    assert f'"url": "{first.url}"' in first.log.read_text(), "serve logs where it listens once it does"
     try:
         second = subprocess.run(
             [sys.executable, "-m", "alert_router", "serve", "--config", str(config), "--listen", "127.0.0.1:0"],

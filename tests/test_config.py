@@ -62,6 +62,18 @@ def test_yaml_syntax_error_has_line(tmp_path: Path) -> None:
     assert msg.startswith(f"{path}:") and "invalid YAML" in msg
 
 
+def test_yaml_error_names_the_bracket_left_open_and_tabs(tmp_path: Path) -> None:
+    """An unclosed `[` is reported where PyYAML noticed it, with the line that opened it; a tab says why."""
+    rules = "rules:\n  - name: c\n    receivers: [console\n  - name: d\n"
+    path = write(tmp_path, {"alert-router.yaml": BASE, "rules/r.yaml": rules, "runbooks/.keep": ""})
+    (msg,) = problems(path)
+    assert msg.startswith(f"{tmp_path / 'rules' / 'r.yaml'}:4: invalid YAML:"), msg
+    assert "started at line 3" in msg
+    (tmp_path / "rules" / "r.yaml").write_text("rules:\n\t- name: c\n")
+    (msg,) = problems(path)
+    assert ":2: invalid YAML:" in msg and "spaces, never tabs" in msg
+
+
 def test_unknown_key_and_bad_value_have_lines(tmp_path: Path) -> None:
     cfg = BASE + "listn: 0.0.0.0:1\nwebhook:\n  max_body_bytes: lots\n"
     path = write(tmp_path, {"alert-router.yaml": cfg, "rules/r.yaml": RULES, "runbooks/.keep": ""})
@@ -132,16 +144,33 @@ def test_secret_from_file(tmp_path: Path) -> None:
     assert loaded.settings.auth.bearer_token.get_secret_value() == "from-file"
     assert "from-file" not in repr(loaded.settings)  # secrets never print
     (tmp_path / "tok").unlink()
-    assert any("cannot read" in m for m in problems(path))
+    # at the `bearer_token_file:` line itself (line 7), not at `auth:`
+    assert f"{path}:7: auth.bearer_token_file: cannot read {tmp_path / 'tok'}: No such file or directory" in problems(
+        path
+    )
 
 
 def test_missing_rules_dir(tmp_path: Path) -> None:
     path = write(tmp_path, {"alert-router.yaml": BASE})
     msgs = problems(path)
-    assert any("rules" in m and "no such file or directory" in m for m in msgs)
+    # at the config's own `rules:` line (4 in BASE), not at line 1 of a file that does not exist
+    assert f"{path}:4: rules: no such file or directory: {tmp_path / 'rules'}" in msgs, msgs
+    (tmp_path / "alert-router.yaml").write_text("receivers: []\nrunbooks: []\n")
+    assert any(m.startswith(f"{path}:1: rules: no such file or directory:") and "(the default;" in m
+               for m in problems(path))
 
 
 def test_config_path_precedence(tmp_path: Path) -> None:
     assert config_path("x.yaml", {"ALERT_ROUTER_CONFIG": "y.yaml"}) == Path("x.yaml")
     assert config_path(None, {"ALERT_ROUTER_CONFIG": "y.yaml"}) == Path("y.yaml")
     assert config_path(None, {}) == Path("alert-router.yaml")
+
+
+def test_a_duration_from_the_environment_may_be_plain_seconds(tmp_path: Path) -> None:
+    """`${VAR:-60}` expands to the string "60": like the number 60 it is seconds (docs: "or a number of seconds")."""
+    cfg = BASE + "ingest: {lease: '${INGEST_LEASE:-90}'}\ndedup: {ttl: 3600}\n"
+    path = write(tmp_path, {"alert-router.yaml": cfg, "rules/r.yaml": RULES, "runbooks/.keep": ""})
+    loaded = load(path, {})
+    assert loaded.settings.ingest.lease == 90.0 and loaded.settings.dedup.ttl == 3600.0
+    assert load(path, {"INGEST_LEASE": "2.5"}).settings.ingest.lease == 2.5
+    assert any("invalid duration '90 minutes'" in m for m in problems(path, {"INGEST_LEASE": "90 minutes"}))

@@ -12,7 +12,7 @@ import pytest
 from alert_router.config import load
 from alert_router.deadman import PAGE_ALERTNAME, SWITCH
 from alert_router.errors import ConfigError
-from tests.helpers import fixture_json, read_jsonl, running_app, settle, wait_for, write_config
+from tests.helpers import JSON_TYPE, fixture_json, read_jsonl, running_app, settle, wait_for, write_config
 
 RECEIVERS = """\
 receivers:
@@ -41,13 +41,13 @@ def config(tmp: Path, deadman: str) -> Path:
 
 async def test_the_watchdog_is_recorded_and_never_notified(tmp_path: Path) -> None:
     async with running_app(config(tmp_path, "")) as (client, rt):
-        r = await client.post("/webhook", data=watchdog_body())
+        r = await client.post("/webhook", data=watchdog_body(), headers=JSON_TYPE)
         assert r.status == 200
         assert (await r.json())["heartbeat"] is True
         assert (await rt.store.depth(0)).inbox == 0  # nothing queued for a heartbeat-only body
         # In a group with a real alert: the alert is notified, the Watchdog is not.
         other = fixture_json("firing-service-down.json")["alerts"][0]
-        r = await client.post("/webhook", data=watchdog_body(other))
+        r = await client.post("/webhook", data=watchdog_body(other), headers=JSON_TYPE)
         assert r.status == 200
         await settle(rt)
         out = read_jsonl(tmp_path / "data" / "out.jsonl")
@@ -60,7 +60,7 @@ async def test_the_watchdog_is_recorded_and_never_notified(tmp_path: Path) -> No
 
 async def test_match_empty_routes_the_watchdog_like_any_alert(tmp_path: Path) -> None:
     async with running_app(config(tmp_path, "deadman: {match: []}\n")) as (client, rt):
-        assert (await client.post("/webhook", data=watchdog_body())).status == 200
+        assert (await client.post("/webhook", data=watchdog_body(), headers=JSON_TYPE)).status == 200
         await settle(rt)
         assert [rec["alerts"][0]["labels"]["alertname"] for rec in read_jsonl(tmp_path / "data" / "out.jsonl")] == [
             "Watchdog"
@@ -82,13 +82,13 @@ async def test_a_missing_heartbeat_pages_once_and_its_return_resolves_once(tmp_p
         assert len(read_jsonl(pager)) == 1
         assert not read_jsonl(tmp_path / "data" / "out.jsonl")  # the page goes to deadman.receivers only
 
-        assert (await client.post("/webhook", data=watchdog_body())).status == 200
+        assert (await client.post("/webhook", data=watchdog_body(), headers=JSON_TYPE)).status == 200
         await wait_for(lambda: len(read_jsonl(pager)) == 2, 10)
         resolved = read_jsonl(pager)[1]
         assert resolved["status"] == "resolved" and resolved["group_key"] == page["group_key"]
         assert resolved["alerts"][0]["fingerprint"] == alert["fingerprint"]
         assert rt.metrics.registry.get_sample_value("alert_router_deadman_firing") == 0
-        await client.post("/webhook", data=watchdog_body())
+        await client.post("/webhook", data=watchdog_body(), headers=JSON_TYPE)
         await asyncio.sleep(0.5)
         assert len(read_jsonl(pager)) == 2
 

@@ -18,7 +18,7 @@ import pytest
 
 from alert_router.logging import REPEATED, RepeatFilter
 from tests.e2e.service import ServiceProcess
-from tests.helpers import fixture_bytes, wait_for, write_config
+from tests.helpers import JSON_TYPE, fixture_bytes, wait_for, write_config
 from tests.netproxy import TcpProxy
 
 
@@ -134,7 +134,8 @@ async def test_a_database_outage_leaves_a_json_log_with_each_failure_once(
             proxy.cut()  # the database goes away: every pooled connection breaks, reconnects are refused
             async with aiohttp.ClientSession() as session:
                 for _ in range(5):  # webhooks during the outage: each is answered 503 (and would be logged)
-                    async with session.post(svc.url + "/webhook", data=fixture_bytes("firing-service-down.json")) as r:
+                    async with session.post(svc.url + "/webhook", data=fixture_bytes("firing-service-down.json"),
+                                            headers=JSON_TYPE) as r:
                         assert r.status == 503
                 await wait_for(lambda: _logged(svc.log, "Failed to restore the pool connection floor"), 20)
                 await wait_for(lambda: _logged(svc.log, "store unavailable; delivery pauses"), 20)

@@ -36,7 +36,7 @@ from alert_router.scrub import (
 )
 from tests.chat.support import SLACK_SECRET, chat_config, slack_headers, slash_body
 from tests.enrich.support import enrich_config
-from tests.helpers import fixture_json, read_jsonl, running_app, wait_for, write_config
+from tests.helpers import JSON_TYPE, fixture_json, read_jsonl, running_app, wait_for, write_config
 from tests.standins.loki import LokiStandin
 from tests.standins.slack import start_site
 
@@ -145,7 +145,8 @@ async def test_loki_echoing_a_token_reaches_no_notification_audit_record_or_log(
     config = enrich_config(tmp_path, loki_standin.url, f"bearer_token: {LOKI_TOKEN}")
     out = tmp_path / "data" / "out.jsonl"
     async with running_app(config) as (client, rt):
-        r = await client.post("/webhook", data=json.dumps(fixture_json("firing-service-down.json")).encode())
+        body = json.dumps(fixture_json("firing-service-down.json")).encode()
+        r = await client.post("/webhook", data=body, headers=JSON_TYPE)
         assert r.status == 200
         await wait_for(lambda: read_jsonl(out))
         audit = [r.data for r in await rt.store.audit_records()]

@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from alert_router.api.auth import Credentials
+from alert_router.api.body import read_request
 from alert_router.api.jsonbody import BadJSON, parse_json
 from alert_router.appkeys import RUNTIME
 from alert_router.audit import verify
@@ -169,7 +170,9 @@ async def _decide(request: web.Request, decision: str) -> web.Response:
     run_id = _run_id(request)
     body: dict[str, Any] = {}
     if request.can_read_body:
-        raw = await request.read()
+        raw = await read_request(request, "runs")
+        if isinstance(raw, web.Response):
+            return raw
         try:
             body = parse_json(raw) if raw.strip() else {}
         except BadJSON as exc:

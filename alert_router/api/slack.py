@@ -31,6 +31,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from alert_router.api.body import read_request
 from alert_router.api.errors import json_error
 from alert_router.api.jsonbody import BadJSON, parse_json
 from alert_router.appkeys import RUNTIME
@@ -40,6 +41,9 @@ from alert_router.chat.metrics import ChatMetrics
 from alert_router.chat.settings import SlackChatConfig
 from alert_router.chat.tasks import Background
 from alert_router.configbase import secret
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+"""How Slack sends slash commands and interactions (signed; nothing else is taken)."""
 
 log = structlog.get_logger("alert_router.slack")
 
@@ -213,7 +217,9 @@ class SlackBridge:
 
     async def handle_command(self, request: web.Request) -> web.Response:
         """A slash command: verify, run (inline when quick), answer."""
-        body = await request.read()
+        body = await read_request(request, "slack", FORM_TYPE)
+        if isinstance(body, web.Response):
+            return body
         problem = self.verify(body, request.headers)
         if problem:
             return self._refuse(request, problem)
@@ -237,7 +243,9 @@ class SlackBridge:
 
     async def handle_interaction(self, request: web.Request) -> web.Response:
         """A button click: verify, acknowledge at once, run in the background and answer via ``response_url``."""
-        body = await request.read()
+        body = await read_request(request, "slack", FORM_TYPE)
+        if isinstance(body, web.Response):
+            return body
         problem = self.verify(body, request.headers)
         if problem:
             return self._refuse(request, problem)

@@ -28,6 +28,7 @@ from telegram import Bot, CallbackQuery, LinkPreviewOptions, Message, ReplyParam
 from telegram.error import Conflict, InvalidToken, TelegramError
 from telegram.request import HTTPXRequest
 
+from alert_router.api.body import read_request
 from alert_router.api.errors import json_error
 from alert_router.api.jsonbody import BadJSON, parse_json
 from alert_router.appkeys import RUNTIME
@@ -264,7 +265,9 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         bridge.metrics.rejected_requests.labels("telegram", "bad_secret_token").inc()
         log.warning("telegram webhook refused: wrong secret token")
         return json_error(request, 403, "forbidden")
-    raw = await request.read()
+    raw = await read_request(request, "telegram")
+    if isinstance(raw, web.Response):
+        return raw
     try:
         data = parse_json(raw)
     except BadJSON as exc:

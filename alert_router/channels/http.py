@@ -32,6 +32,7 @@ from alert_router import __version__
 from alert_router.channels.base import ChannelError
 from alert_router.errors import FailureReason
 from alert_router.render.support import redact
+from alert_router.streams import BodyIncomplete, BodyTooLarge, read_capped
 
 MAX_RESPONSE_BYTES = 1024 * 1024
 """At most this much of a response body is read (error bodies are short; a huge one is cut)."""
@@ -124,10 +125,16 @@ class JsonHttp:
             async with self._session.request(
                 method, url, data=data, headers=sent, params=params, allow_redirects=False
             ) as resp:
-                raw = await resp.content.read(MAX_RESPONSE_BYTES)
                 status, got = resp.status, dict(resp.headers)
+                try:
+                    raw = await read_capped(resp.content, MAX_RESPONSE_BYTES)
+                except BodyTooLarge:
+                    raw = b""  # nothing a platform says in an answer this large is read: its status tells
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise ChannelError(FailureReason.TIMEOUT, f"{self.platform}: request timed out", retryable=True) from exc
+        except BodyIncomplete as exc:
+            message = f"{self.platform}: the answer was cut short: {exc}"
+            raise ChannelError(FailureReason.CONNECTION, message, retryable=True) from None
         except (aiohttp.ClientError, OSError, ValueError) as exc:
             message = self.redact(f"{self.platform}: {type(exc).__name__}: {exc}")
             raise ChannelError(FailureReason.CONNECTION, message, retryable=True) from None

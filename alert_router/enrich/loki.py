@@ -23,6 +23,7 @@ from alert_router import __version__
 from alert_router.errors import AlertRouterError, FailureReason
 from alert_router.httpsource import ssl_context as _ssl_context
 from alert_router.scrub import scrub
+from alert_router.streams import BodyIncomplete, BodyTooLarge, read_capped
 
 __all__ = ["LokiClient", "LokiEntry", "LokiError", "LokiStream"]
 
@@ -153,16 +154,18 @@ class LokiClient:
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 allow_redirects=False,
             ) as resp:
-                raw = await resp.content.read(MAX_RESPONSE_BYTES + 1)
                 status = resp.status
+                raw = await read_capped(resp.content, MAX_RESPONSE_BYTES)
+        except BodyTooLarge:
+            raise LokiError(FailureReason.INVALID, "Loki's answer is larger than 16 MiB") from None
+        except BodyIncomplete as exc:
+            raise LokiError(FailureReason.CONNECTION, f"Loki's answer was cut short: {exc}") from None
         except TimeoutError:
             raise LokiError(FailureReason.TIMEOUT, f"no answer from Loki within {self.timeout:g}s") from None
         except aiohttp.ClientConnectorError as exc:
             raise LokiError(FailureReason.CONNECTION, f"cannot connect to Loki: {exc.os_error or exc}") from None
         except aiohttp.ClientError as exc:
             raise LokiError(FailureReason.CONNECTION, f"Loki request failed: {type(exc).__name__}: {exc}") from None
-        if len(raw) > MAX_RESPONSE_BYTES:
-            raise LokiError(FailureReason.INVALID, "Loki's answer is larger than 16 MiB", status)
         if status != 200:
             text = raw.decode("utf-8", "replace").strip().replace("\n", " ")[:300]
             reason = (

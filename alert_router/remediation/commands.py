@@ -12,7 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import Any, Protocol, TextIO, TypeVar
 
 from alert_router.audit import format_record, verify
 from alert_router.config import Config
@@ -43,7 +43,9 @@ def open_for_reading(url: str) -> Store:
     return create_store(url)
 
 
-def _with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
+def with_store(config: Config, fn: Callable[[Store], Awaitable[T]]) -> T:
+    """Open the configured store for reading, run ``fn`` on it, close it; return what ``fn`` returned."""
+
     async def main() -> T:
         store = open_for_reading(config.store_url)
         await store.open()
@@ -76,19 +78,49 @@ def format_runs(runs: list[RunRecord]) -> list[str]:
 def runs_command(config: Config, *, status: str | None, runbook: str | None, limit: int, as_json: bool,
                  out: TextIO | None = None) -> int:
     """``alert-router runs``."""
+    return print_listing(
+        config,
+        lambda s: s.runs(status=status, runbook=runbook, limit=limit),
+        format_runs,
+        empty="no runbook runs",
+        as_json=as_json,
+        out=out,
+    )
+
+
+class _Listed(Protocol):
+    def to_json(self) -> dict[str, Any]: ...
+
+
+L = TypeVar("L", bound=_Listed)
+
+
+def print_listing(
+    config: Config,
+    fetch: Callable[[Store], Awaitable[list[L]]],
+    lines: Callable[[list[L]], list[str]],
+    *,
+    empty: str,
+    as_json: bool,
+    out: TextIO | None = None,
+) -> int:
+    """Print what ``fetch`` reads from the store: a JSON array, or ``lines`` (``empty`` if none).
+
+    Exit status 2 when the store cannot be read.
+    """
     out = out or sys.stdout
     try:
-        runs = _with_store(config, lambda s: s.runs(status=status, runbook=runbook, limit=limit))
+        records = with_store(config, fetch)
     except StoreUnavailable as exc:
         print(f"alert-router: cannot read the store: {exc}", file=sys.stderr)
         return 2
     if as_json:
-        print(json.dumps([r.to_json() for r in runs], indent=2), file=out)
+        print(json.dumps([r.to_json() for r in records], indent=2), file=out)
         return 0
-    if not runs:
-        print("no runbook runs", file=out)
+    if not records:
+        print(empty, file=out)
         return 0
-    for line in format_runs(runs):
+    for line in lines(records):
         print(line.rstrip(), file=out)
     return 0
 
@@ -105,7 +137,7 @@ def audit_list_command(config: Config, *, since: str | None, runbook: str | None
         print(f"alert-router: {exc}", file=sys.stderr)
         return 2
     try:
-        records = _with_store(
+        records = with_store(
             config, lambda s: s.audit_records(since=since_ts, runbook=runbook, run_id=run_id, limit=limit)
         )
     except StoreUnavailable as exc:
@@ -122,7 +154,7 @@ def audit_verify_command(config: Config, *, out: TextIO | None = None) -> int:
     """``alert-router audit verify``: exit 0 when the chain is intact, 1 when it is not."""
     out = out or sys.stdout
     try:
-        chain = _with_store(config, lambda s: s.audit_chain())
+        chain = with_store(config, lambda s: s.audit_chain())
     except StoreUnavailable as exc:
         print(f"alert-router: cannot read the store: {exc}", file=sys.stderr)
         return 2

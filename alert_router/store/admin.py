@@ -1,8 +1,12 @@
-"""``alert-router migrate``: apply (or show) the store's schema migrations explicitly.
+"""``alert-router migrate`` and ``alert-router inbox failed``: the store, looked after from the command line.
 
+``migrate`` applies (or shows) the store's schema migrations explicitly.
 The service applies missing migrations itself when it opens the store (for PostgreSQL, under an
 advisory lock, so replicas starting together are safe). Run this before a rollout instead when
 ``postgres.migrate`` is off, or to see which version a database is at.
+
+``inbox failed`` lists the webhook bodies ingest set aside (unparseable, refused by the store, or out of
+``ingest.max_attempts``), with their errors; they are kept until ``retention.done`` prunes them.
 """
 
 from __future__ import annotations
@@ -11,12 +15,15 @@ import asyncio
 import contextlib
 import sqlite3
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 
 from alert_router.config import Config
 from alert_router.errors import StoreUnavailable
+from alert_router.store.base import FailedInbox
 from alert_router.store.pgcommon import CONNECTION_ERRORS
 
 
@@ -94,3 +101,23 @@ def migrate_command(config: Config, *, status_only: bool = False) -> int:
         path = Path(url[len("sqlite:///") :])
         return _sqlite_status(path) if status_only else asyncio.run(_sqlite(path))
     return asyncio.run(_postgres(url, config, status_only))
+
+
+def inbox_failed_command(config: Config, *, limit: int = 50, as_json: bool = False, out: TextIO | None = None) -> int:
+    """``alert-router inbox failed``: the webhook bodies set aside at ingest, newest first (exit 2: no store)."""
+    from alert_router.remediation.commands import print_listing
+
+    return print_listing(
+        config, lambda s: s.failed_inbox(limit), _failed_lines, empty="no webhook bodies set aside",
+        as_json=as_json, out=out,
+    )
+
+
+def _failed_lines(failed: list[FailedInbox]) -> list[str]:
+    lines = []
+    for f in failed:
+        when = datetime.fromtimestamp(f.received_at, UTC).strftime("%Y-%m-%d %H:%M:%S")
+        head = f"#{f.id}  received {when} UTC  {f.size} bytes  {f.attempts} attempt(s)"
+        lines.append(f"{head}  group {f.group_key[:120]}")
+        lines.append(f"    {f.error[:500]}")
+    return lines

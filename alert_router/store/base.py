@@ -37,6 +37,31 @@ class InboxItem:
 
 
 @dataclass(frozen=True, slots=True)
+class FailedInbox:
+    """A webhook body set aside at ingest (``alert-router inbox failed``): when, which group, and why."""
+
+    id: int
+    received_at: float
+    group_key: str
+    attempts: int
+    finished_at: float
+    error: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "id": self.id,
+            "received_at": self.received_at,
+            "group_key": self.group_key,
+            "attempts": self.attempts,
+            "failed_at": self.finished_at,
+            "error": self.error,
+            "size": self.size,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class NewOutboxItem:
     """Work to enqueue: ``kind`` is ``notify`` or ``runbook``; ``dest`` the receiver or runbook name.
 
@@ -183,6 +208,10 @@ class Store(Protocol):
 
     async def fail_inbox(self, item: InboxItem, owner: str, error: str, now: float) -> None:
         """Mark an item that can never be processed as failed (kept for inspection)."""
+        ...
+
+    async def failed_inbox(self, limit: int = 100) -> list[FailedInbox]:
+        """The bodies set aside as failed, newest first (kept until ``retention.done`` prunes them)."""
         ...
 
     async def claim_outbox(self, kind: str, owner: str, limit: int, lease: float, now: float) -> list[OutboxItem]:

@@ -98,3 +98,12 @@ async def insert_outbox(conn: asyncpg.Connection, items: Sequence[NewOutboxItem]
     """Insert outbox items in one statement, their ids in list order."""
     if items:
         await conn.execute(outbox_insert(1), *outbox_columns(items, now))
+
+
+def refuses_data(sqlstate: str | None) -> bool:
+    """Whether a PostgreSQL error refuses the data itself, so the same statement would fail every time.
+
+    Class 22 (data exception: ``invalid byte sequence for encoding "UTF8": 0x00``, a value out of range) and
+    54000 (program limit exceeded: an index entry over its size limit). Anything else may pass on retry.
+    """
+    return sqlstate is not None and (sqlstate.startswith("22") or sqlstate == "54000")

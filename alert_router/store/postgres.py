@@ -37,12 +37,13 @@ import asyncpg  # type: ignore[import-untyped]  # no stubs or py.typed
 import structlog
 
 from alert_router.audit import AuditEntry
-from alert_router.errors import StoreUnavailable
+from alert_router.errors import StoreRejected, StoreUnavailable
 from alert_router.pipeline.dedup import KnownState, is_change, next_state
 from alert_router.priority import DEFAULT as DEFAULT_PRIORITY
 from alert_router.store.base import (
     AlertRecord,
     CommitResult,
+    FailedInbox,
     InboxItem,
     NewOutboxItem,
     ObservedAlert,
@@ -61,12 +62,21 @@ from alert_router.store.pgcommon import (
     insert_outbox,
     outbox_columns,
     outbox_insert,
+    refuses_data,
 )
 from alert_router.store.pgsettings import PostgresConfig
 from alert_router.store.postgres_chat import PostgresChatMixin
 from alert_router.store.postgres_ops import PostgresOpsMixin
 from alert_router.store.postgres_runs import PostgresRunsMixin, append_audit_records
-from alert_router.store.queues import SKIP_LOCKED, claim_dest_sql, claim_inbox_sql, claim_outbox_sql, claimed
+from alert_router.store.queues import (
+    FAILED_INBOX_SQL,
+    SKIP_LOCKED,
+    claim_dest_sql,
+    claim_inbox_sql,
+    claim_outbox_sql,
+    claimed,
+    failed_inbox,
+)
 
 log = structlog.get_logger("alert_router.store.postgres")
 
@@ -219,6 +229,8 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
                 delay = min(delay * 2, 1.0)
             except asyncpg.PostgresError as exc:
                 log.error("postgresql error", error=str(exc), sqlstate=exc.sqlstate)
+                if refuses_data(exc.sqlstate):
+                    raise StoreRejected(f"postgresql refuses the data: {exc}") from exc
                 raise StoreUnavailable(f"postgresql: {exc}") from exc
 
     async def open(self) -> None:
@@ -303,7 +315,10 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
                 )
             )
 
-        return await self._tx(q, mode="single")
+        try:
+            return await self._tx(q, mode="single")
+        except StoreRejected as exc:
+            raise StoreRejected(f"groupKey cannot be stored: {exc}", "groupKey") from exc
 
     async def claim_inbox(self, owner: str, limit: int, lease: float, now: float) -> list[InboxItem]:
         """Claim pending bodies, most urgent first; a group's later bodies wait for its earlier ones."""
@@ -417,6 +432,14 @@ class PostgresStore(PostgresRunsMixin, PostgresChatMixin, PostgresOpsMixin):
             )
 
         await self._tx(q, mode="single", patience=self.config.outcome_patience, idempotent=True)
+
+    async def failed_inbox(self, limit: int = 100) -> list[FailedInbox]:
+        """The bodies set aside as failed, newest first."""
+
+        async def q(conn: Conn) -> list[FailedInbox]:
+            return failed_inbox(await conn.fetch(FAILED_INBOX_SQL, limit))
+
+        return await self._tx(q, mode="read")
 
     # -- outbox -----------------------------------------------------------------------------------
 

@@ -26,7 +26,7 @@ from typing import Any
 import pydantic_core
 
 from alert_router import priority
-from alert_router.store.base import NewOutboxItem, OutboxItem
+from alert_router.store.base import FailedInbox, NewOutboxItem, OutboxItem
 
 SKIP_LOCKED = " FOR UPDATE SKIP LOCKED"
 """The lock clause of a PostgreSQL claim; SQLite claims have none (one writer)."""
@@ -58,6 +58,17 @@ def claim_inbox_sql(lock: str = "") -> str:
                      ORDER BY priority, id LIMIT $2{lock}) AS c
                WHERE inbox.id = c.id
                RETURNING inbox.id, inbox.received_at, inbox.body, inbox.group_key, inbox.attempts"""  # noqa: S608
+
+
+FAILED_INBOX_SQL = """SELECT id, received_at, group_key, attempts, COALESCE(finished_at, 0), COALESCE(error, ''),
+                             length(body)
+                      FROM inbox WHERE status = 'failed' ORDER BY id DESC LIMIT $1"""
+"""The bodies set aside at ingest, newest first: ``$1`` limit; the columns of a ``FailedInbox``."""
+
+
+def failed_inbox(rows: Sequence[Sequence[Any]]) -> list[FailedInbox]:
+    """The rows of :data:`FAILED_INBOX_SQL` as records."""
+    return [FailedInbox(int(r[0]), float(r[1]), str(r[2]), int(r[3]), float(r[4]), str(r[5]), int(r[6])) for r in rows]
 
 
 # -- outbox -------------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from alert_router.priority import DEFAULT as DEFAULT_PRIORITY
 from alert_router.store.base import (
     AlertRecord,
     CommitResult,
+    FailedInbox,
     InboxItem,
     NewOutboxItem,
     ObservedAlert,
@@ -34,11 +35,13 @@ from alert_router.store.base import (
     QueueDepth,
 )
 from alert_router.store.queues import (
+    FAILED_INBOX_SQL,
     OUTBOX_INSERT_COLUMNS,
     claim_dest_sql,
     claim_inbox_sql,
     claim_outbox_sql,
     claimed,
+    failed_inbox,
     outbox_row,
     payload_text,
     sqlite,
@@ -407,6 +410,14 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
 
         await self._write(fail)
 
+    async def failed_inbox(self, limit: int = 100) -> list[FailedInbox]:
+        """The bodies set aside as failed, newest first."""
+
+        def get(conn: sqlite3.Connection) -> list[FailedInbox]:
+            return failed_inbox(conn.execute(_FAILED_INBOX, (limit,)).fetchall())
+
+        return await self._run(get)
+
     # -- outbox -----------------------------------------------------------------------------------
 
     async def claim_outbox(self, kind: str, owner: str, limit: int, lease: float, now: float) -> list[OutboxItem]:
@@ -667,6 +678,7 @@ def _mark_changed(conn: sqlite3.Connection, changed: set[str], now: float) -> No
 
 
 _CLAIM_INBOX = sqlite(claim_inbox_sql())
+_FAILED_INBOX = sqlite(FAILED_INBOX_SQL)
 _CLAIM_OUTBOX = sqlite(claim_outbox_sql())
 _CLAIM_DEST = sqlite(claim_dest_sql())
 _INSERT_OUTBOX = f"INSERT INTO outbox({OUTBOX_INSERT_COLUMNS}) VALUES (?,?,?,?,?,?,?)"  # noqa: S608 - constants

@@ -14,7 +14,7 @@ import pytest
 from tests.api.test_slack_api import SLACK_CHAT
 from tests.api.test_telegram_api import GROUP, SECRET, telegram_chat, user
 from tests.chat.support import alert_payload, chat_config, slack_headers, slash_body
-from tests.helpers import running_app, wait_for
+from tests.helpers import JSON_TYPE, running_app, wait_for
 from tests.standins.telegram import TelegramStandin
 
 # With Python's backtracking re, "(.*.*)*x" against these 16 characters takes about 30 s of CPU, on the loop.
@@ -26,7 +26,7 @@ STALL_LIMIT = 2.0
 
 async def firing_long_name(client: Any, rt: Any) -> None:
     body = alert_payload("f00dfeed00000001", alertname=LONG_NAME)
-    assert (await client.post("/webhook", data=json.dumps(body).encode())).status == 200
+    assert (await client.post("/webhook", data=json.dumps(body).encode(), headers=JSON_TYPE)).status == 200
     await wait_for(lambda: rt.store.alert("f00dfeed00000001"))
 
 

@@ -26,7 +26,7 @@ from alert_router.appkeys import Runtime
 from tests.api.test_slack_api import button_body, rejected
 from tests.api.test_telegram_api import GROUP, SECRET, telegram_chat, user
 from tests.chat.support import FP, SHORT, alert_payload, chat_config, slack_headers, slash_body
-from tests.helpers import raw_http, running_app, wait_for, write_config
+from tests.helpers import JSON_TYPE, raw_http, running_app, wait_for, write_config
 from tests.standins.telegram import TelegramStandin
 
 TOKEN = "api-token-0123456789"
@@ -60,7 +60,7 @@ def _form_payload(body: bytes) -> str:
 async def app(tmp_path: Path, telegram_standin: TelegramStandin) -> AsyncIterator[tuple[TestClient[Any, Any], Runtime]]:
     cfg = chat_config(tmp_path, SLACK + telegram_chat(telegram_standin) + API_AUTH)
     async with running_app(cfg) as (client, rt):
-        r = await client.post("/webhook", data=json.dumps(alert_payload()).encode())
+        r = await client.post("/webhook", data=json.dumps(alert_payload()).encode(), headers=JSON_TYPE)
         assert r.status == 200
         await wait_for(lambda: rt.store.alert(FP))
         yield client, rt
@@ -79,11 +79,14 @@ CASES: list[tuple[str, str, str, list[tuple[bytes, bytes]], bytes, int]] = [
      [(b"X-Slack-Request-Timestamp", _now()), (b"X-Slack-Signature", b"v0=\xff\xfe"),
       (b"Content-Type", b"application/x-www-form-urlencoded")], interaction(), 401),
     ("non-UTF-8 slash command, wrong signature", "POST", "/slack/commands",
-     [(b"X-Slack-Request-Timestamp", _now()), (b"X-Slack-Signature", b"v0=" + b"0" * 64)], b"text=\xff\xfe\xc3", 401),
+     [(b"X-Slack-Request-Timestamp", _now()), (b"X-Slack-Signature", b"v0=" + b"0" * 64),
+      (b"Content-Type", b"application/x-www-form-urlencoded")], b"text=\xff\xfe\xc3", 401),
     ("non-UTF-8 interaction, wrong signature", "POST", "/slack/interactions",
-     [(b"X-Slack-Request-Timestamp", _now()), (b"X-Slack-Signature", b"v0=" + b"0" * 64)], b"payload=\xff{", 401),
+     [(b"X-Slack-Request-Timestamp", _now()), (b"X-Slack-Signature", b"v0=" + b"0" * 64),
+      (b"Content-Type", b"application/x-www-form-urlencoded")], b"payload=\xff{", 401),
     ("huge Slack timestamp", "POST", "/slack/commands",
-     [(b"X-Slack-Request-Timestamp", b"9" * 400), (b"X-Slack-Signature", b"v0=" + b"0" * 64)], b"text=x", 401),
+     [(b"X-Slack-Request-Timestamp", b"9" * 400), (b"X-Slack-Signature", b"v0=" + b"0" * 64),
+      (b"Content-Type", b"application/x-www-form-urlencoded")], b"text=x", 401),
     ("raw bytes in the Telegram secret", "POST", "/telegram/webhook",
      [(b"X-Telegram-Bot-Api-Secret-Token", b"\xff\xfe"), (b"Content-Type", b"application/json")],
      b'{"update_id": 1}', 403),

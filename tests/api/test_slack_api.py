@@ -24,7 +24,7 @@ from tests.chat.support import (
     slack_headers,
     slash_body,
 )
-from tests.helpers import running_app, wait_for
+from tests.helpers import JSON_TYPE, running_app, wait_for
 from tests.standins.slack import SlackStandin, start_site
 
 SLACK_CHAT = f"  slack: {{signing_secret: {SLACK_SECRET}, response_url_prefixes: ['http://127.0.0.1:']}}\n"
@@ -70,7 +70,7 @@ async def chat_records(rt: Any) -> list[Any]:
 
 
 async def firing(client: Any, rt: Any) -> None:
-    r = await client.post("/webhook", data=json.dumps(alert_payload()).encode())
+    r = await client.post("/webhook", data=json.dumps(alert_payload()).encode(), headers=JSON_TYPE)
     assert r.status == 200
     await wait_for(lambda: rt.store.alert(FP))
 

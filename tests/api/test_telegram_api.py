@@ -12,7 +12,7 @@ import pytest
 
 from alert_router.cli import main as cli_main
 from tests.chat.support import FP, SHORT, alert_payload, chat_config
-from tests.helpers import running_app, wait_for
+from tests.helpers import JSON_TYPE, running_app, wait_for
 from tests.standins.telegram import TelegramStandin
 
 SECRET = "wh-secret_0123456789"
@@ -39,7 +39,7 @@ async def webhook_url(client: Any) -> str:
 
 
 async def firing(client: Any, rt: Any) -> None:
-    r = await client.post("/webhook", data=json.dumps(alert_payload()).encode())
+    r = await client.post("/webhook", data=json.dumps(alert_payload()).encode(), headers=JSON_TYPE)
     assert r.status == 200
     await wait_for(lambda: rt.store.alert(FP))
 

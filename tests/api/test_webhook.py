@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from alert_router.errors import StoreUnavailable
-from tests.helpers import fixture_bytes, fixture_json, read_jsonl, running_app, settle, write_config
+from alert_router.errors import StoreRejected, StoreUnavailable
+from tests.helpers import JSON_TYPE, fixture_bytes, fixture_json, read_jsonl, running_app, settle, write_config
 
 AUTH = "auth:\n  bearer_token: s3cret-token\n  basic: {username: am, password: pw}\n"
 BEARER = {"Authorization": "Bearer s3cret-token"}
+SENT = {**BEARER, **JSON_TYPE}
 
 
 async def stored(rt) -> int:
@@ -21,7 +22,7 @@ async def stored(rt) -> int:
 
 async def test_accepts_and_delivers_to_file(tmp_path: Path) -> None:
     async with running_app(write_config(tmp_path, AUTH)) as (client, rt):
-        r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"), headers=BEARER)
+        r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"), headers=SENT)
         assert r.status == 200
         assert (await r.json())["status"] == "accepted"
         await settle(rt)
@@ -36,7 +37,7 @@ async def test_basic_auth_accepted(tmp_path: Path) -> None:
     cred = base64.b64encode(b"am:pw").decode()
     async with running_app(write_config(tmp_path, AUTH)) as (client, _):
         r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"),
-                              headers={"Authorization": f"Basic {cred}"})
+                              headers={"Authorization": f"Basic {cred}", **JSON_TYPE})
         assert r.status == 200
 
 
@@ -65,7 +66,7 @@ async def test_bad_credentials_get_401_and_store_nothing(tmp_path: Path, headers
 )
 async def test_bad_body_gets_400_naming_field(tmp_path: Path, body: bytes, field: str | None) -> None:
     async with running_app(write_config(tmp_path, AUTH)) as (client, rt):
-        r = await client.post("/webhook", data=body, headers=BEARER)
+        r = await client.post("/webhook", data=body, headers=SENT)
         assert r.status == 400
         err = await r.json()
         assert err["error"]
@@ -79,7 +80,7 @@ async def test_oversized_body_gets_413(tmp_path: Path) -> None:
     body = fixture_json("firing-service-down.json")
     body["alerts"][0]["annotations"]["description"] = "x" * 5000
     async with running_app(write_config(tmp_path, AUTH + "webhook: {max_body_bytes: 4096}\n")) as (client, rt):
-        r = await client.post("/webhook", data=json.dumps(body).encode(), headers=BEARER)
+        r = await client.post("/webhook", data=json.dumps(body).encode(), headers=SENT)
         assert r.status == 413
         assert await stored(rt) == 0
         # A chunked body without Content-Length is measured too.
@@ -87,7 +88,7 @@ async def test_oversized_body_gets_413(tmp_path: Path) -> None:
         async def chunks():
             yield json.dumps(body).encode()
 
-        r = await client.post("/webhook", data=chunks(), headers=BEARER)
+        r = await client.post("/webhook", data=chunks(), headers=SENT)
         assert r.status == 413
         assert await stored(rt) == 0
 
@@ -100,18 +101,33 @@ async def test_store_down_gets_503(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
         monkeypatch.setattr(rt.store, "enqueue", broken)
         monkeypatch.setattr(rt.store, "ping", broken)
-        r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"), headers=BEARER)
+        r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"), headers=SENT)
         assert r.status == 503
         assert "Retry-After" in r.headers
         assert (await client.get("/readyz")).status == 503
         assert (await client.get("/healthz")).status == 200
 
 
+async def test_a_body_the_store_refuses_for_good_gets_400_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Retrying a body the store can never hold would be 503 for ever: it is a 400 that names the field."""
+    async with running_app(write_config(tmp_path, AUTH)) as (client, rt):
+
+        async def refused(*a, **k):
+            raise StoreRejected("groupKey cannot be stored: index row size exceeds maximum", "groupKey")
+
+        monkeypatch.setattr(rt.store, "enqueue", refused)
+        r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"), headers=SENT)
+        assert r.status == 400
+        assert (await r.json())["field"] == "groupKey"
+
+
 async def test_repeat_and_resolution(tmp_path: Path) -> None:
     async with running_app(write_config(tmp_path, AUTH)) as (client, rt):
         for name in ["firing-service-down.json", "repeat-service-down.json", "firing-service-down.json",
                      "resolved-service-down.json", "resolved-service-down.json"]:
-            assert (await client.post("/webhook", data=fixture_bytes(name), headers=BEARER)).status == 200
+            assert (await client.post("/webhook", data=fixture_bytes(name), headers=SENT)).status == 200
         await settle(rt)
         metrics = await (await client.get("/metrics")).text()
     recs = read_jsonl(tmp_path / "data" / "out.jsonl")
@@ -122,7 +138,8 @@ async def test_repeat_and_resolution(tmp_path: Path) -> None:
 
 async def test_truncated_group_travels_together(tmp_path: Path) -> None:
     async with running_app(write_config(tmp_path)) as (client, rt):
-        assert (await client.post("/webhook", data=fixture_bytes("firing-latency-truncated.json"))).status == 200
+        body = fixture_bytes("firing-latency-truncated.json")
+        assert (await client.post("/webhook", data=body, headers=JSON_TYPE)).status == 200
         await settle(rt)
     (rec,) = read_jsonl(tmp_path / "data" / "out.jsonl")
     assert len(rec["alerts"]) == 3 and rec["truncated_alerts"] == 1

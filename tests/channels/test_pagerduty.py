@@ -15,7 +15,7 @@ from alert_router.channels.pagerduty import PagerDutyChannel, PagerDutyConfig
 from alert_router.chat.authz import Identity
 from alert_router.errors import FailureReason
 from tests.channels.helpers import alert, notification, write_config
-from tests.helpers import fixture_bytes, running_app, settle, wait_for
+from tests.helpers import JSON_TYPE, fixture_bytes, running_app, settle, wait_for
 from tests.standins.pagerduty import PagerDutyStandin
 
 LINKS = {"alertmanager_url": "http://am:9093", "grafana_url": "https://grafana.example"}
@@ -192,6 +192,9 @@ def test_config_needs_a_routing_key_when_enabled(tmp_path: Path) -> None:
     PagerDutyConfig.model_validate({}, context={"enabled": False})
     with pytest.raises(ValueError, match="needs routing_key"):
         PagerDutyConfig.model_validate({}, context={"enabled": True})
+    for bad in ("k", "R" * 31, "R" * 31 + "-", "R" * 33):
+        with pytest.raises(ValueError, match="32 letters and digits"):
+            PagerDutyConfig.model_validate({"routing_key": bad})
     with pytest.raises(ValueError, match="severities"):
         PagerDutyConfig.model_validate({"routing_key": "k", "severities": {"x": "urgent"}})
     key = tmp_path / "key"
@@ -207,7 +210,7 @@ async def test_an_ack_in_chat_acknowledges_the_incident(tmp_path: Path, pagerdut
     cfg = write_config(tmp_path, receivers, rules=rules)
     cfg.write_text(cfg.read_text() + "chat:\n  users:\n    - {name: rita, slack: URESP, role: responder}\n")
     async with running_app(cfg) as (client, rt):
-        r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"))
+        r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"), headers=JSON_TYPE)
         assert r.status == 200
         await wait_for(lambda: pagerduty_standin.alerts())
         reply = await rt.services["chat"].commands.execute_text(Identity("slack", "URESP", "C0"), "ack 2bb1035c")
@@ -229,11 +232,11 @@ async def test_an_incident_opened_by_escalation_resolves_with_the_group(
     cfg.write_text(cfg.read_text() + "chat:\n  escalation: {poll_interval: 0.1}\n"
                    "  users:\n    - {name: rita, slack: URESP, role: responder}\n")
     async with running_app(cfg) as (client, rt):
-        r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"))
+        r = await client.post("/webhook", data=fixture_bytes("firing-service-down.json"), headers=JSON_TYPE)
         assert r.status == 200
         await wait_for(lambda: pagerduty_standin.alerts(), timeout=10)
         assert pagerduty_standin.alerts()[0].status == "triggered"
-        r = await client.post("/webhook", data=fixture_bytes("resolved-service-down.json"))
+        r = await client.post("/webhook", data=fixture_bytes("resolved-service-down.json"), headers=JSON_TYPE)
         assert r.status == 200
         await wait_for(lambda: pagerduty_standin.alerts()[0].status == "resolved", timeout=10)
         await settle(rt)

@@ -119,6 +119,9 @@ def test_shipped_config_pages_pagerduty_for_critical_once_enabled(tmp_path: Path
     key.write_text("K" * 32 + "\n")
     path = config(tmp_path, f"  - name: pd\n    pagerduty: {{routing_key_file: {key}}}\n")
     assert load(path, {}).receivers["pd"].config.routing_key.get_secret_value() == "K" * 32
+    key.write_text("K" * 31 + "-\n")  # a key PagerDuty would refuse at the first page: check says so first
+    (found,) = problems(path)
+    assert "32 letters and digits" in found and "K" * 20 not in found, found
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from alert_router.store import create_store
 from alert_router.store.base import Store
 from alert_router.store.sqlite import SQLiteStore
 from tests.chat.support import FP, SHORT, FakeAlertmanager, alert_payload, chat_config, ingest
-from tests.helpers import read_jsonl, running_app, wait_for
+from tests.helpers import JSON_TYPE, read_jsonl, running_app, wait_for
 
 GROUP_KEY = '{}:{alertname="ModelServiceDown", namespace="prod"}'
 MIN = 60.0
@@ -232,13 +232,13 @@ default:
     async with running_app(cfg) as (client, _):
         import json
 
-        r = await client.post("/webhook", data=json.dumps(alert_payload()).encode())
+        r = await client.post("/webhook", data=json.dumps(alert_payload()).encode(), headers=JSON_TYPE)
         assert r.status == 200
         lead = await wait_for(lambda: read_jsonl(tmp_path / "data" / "lead.jsonl"), timeout=10)
         assert lead[0]["rule"] == "pager" and lead[0]["extra"]["escalation"]["step"] == 1
         assert [a["fingerprint"] for a in lead[0]["alerts"]] == [FP]
 
-        r = await client.post("/webhook", data=json.dumps(alert_payload(status="resolved")).encode())
+        r = await client.post("/webhook", data=json.dumps(alert_payload(status="resolved")).encode(), headers=JSON_TYPE)
         assert r.status == 200
         lead = await wait_for(lambda: [x for x in read_jsonl(tmp_path / "data" / "lead.jsonl")
                                        if x["status"] == "resolved"], timeout=10)

@@ -612,7 +612,7 @@ def test_without_existing_secret_nothing_is_mounted(default_objects: list[Obj]) 
     assert "secrets" not in {v["name"] for v in pod_spec(default_objects)["volumes"]}
     config = yaml.safe_load(one(default_objects, "ConfigMap", f"{RELEASE}-config")["data"]["alert-router.yaml"])
     assert "auth" not in config
-    assert "WARNING: no existingSecret" in render_raw()["alert-router/templates/NOTES.txt"]
+    assert "WARNING: no webhook credentials" in render_raw()["alert-router/templates/NOTES.txt"]
 
 
 # ---- RBAC -------------------------------------------------------------------------------------------------------
@@ -906,7 +906,7 @@ def test_self_monitoring_rule_is_the_shipped_file_with_or_without_the_watchdog(t
     path.write_text(yaml.safe_dump(rule["spec"]))
     result = subprocess.run([promtool_bin(), "check", "rules", str(path)], capture_output=True, text=True,
                             timeout=60, check=False)
-    assert result.returncode == 0 and "SUCCESS: 6 rules found" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "SUCCESS: 7 rules found" in result.stdout, result.stdout + result.stderr
     without = one(render({"prometheusRule": {"enabled": True, "watchdog": False}}), "PrometheusRule",
                   f"{RELEASE}-self-monitoring")
     assert [g["name"] for g in without["spec"]["groups"]] == ["alert-router.self"]
@@ -972,3 +972,12 @@ def test_the_dashboard_check_can_fail(tmp_path: Path) -> None:
     assert unknown_metrics(["rate(alert_router_notification_total[5m])"]) == {"alert_router_notification_total"}
     assert unknown_metrics(["histogram_quantile(0.9, rate(alert_router_processing_seconds_bucket[5m]))"]) == set()
 
+
+
+def test_notes_warn_exactly_when_the_webhook_has_no_credentials() -> None:
+    """NOTES follow what the config gets: config.auth alone is credentials; a Secret without webhookTokenKey is not."""
+    notes = "alert-router/templates/NOTES.txt"
+    with_auth = {"config": {"auth": {"bearer_token": "${ALERT_ROUTER_TOKEN}"}}}
+    assert "WARNING: no webhook credentials" not in render_raw(with_auth)[notes]
+    assert "WARNING: no webhook credentials" not in render_raw({"existingSecret": "s"})[notes]
+    assert "WARNING: no webhook credentials" in render_raw({"existingSecret": "s", "webhookTokenKey": ""})[notes]

@@ -178,6 +178,7 @@ SELF_ALERTS = {
     "Watchdog": "none",
     "AlertRouterQueueStuck": "critical",
     "AlertRouterNotificationsFailing": "critical",
+    "AlertRouterWebhookBodiesSetAside": "critical",
     "AlertRouterDeliveryErrors": "warning",
     "AlertRouterStoreUnavailable": "critical",
     "AlertRouterDeadMansSwitchFiring": "critical",
@@ -190,10 +191,10 @@ def self_rules() -> list[dict[str, Any]]:
 
 
 def test_promtool_accepts_and_unit_tests_the_self_monitoring_rules() -> None:
-    """`promtool check rules` counts six rules; every case of alert-router.test.yml holds."""
+    """`promtool check rules` counts seven rules; every case of alert-router.test.yml holds."""
     result = run(promtool(), "check", "rules", SELF_RULES)
     assert result.returncode == 0, output(result)
-    assert "SUCCESS: 6 rules found" in result.stdout, output(result)
+    assert "SUCCESS: 7 rules found" in result.stdout, output(result)
     result = run(promtool(), "test", "rules", SELF_TESTS)
     assert result.returncode == 0, output(result)
     assert "SUCCESS" in result.stdout, output(result)
@@ -205,6 +206,8 @@ def test_promtool_accepts_and_unit_tests_the_self_monitoring_rules() -> None:
         pytest.param("(alert_router_queue_oldest_age_seconds) > 300", "(alert_router_queue_oldest_age_seconds) > 900",
                      id="queue-age-threshold"),
         pytest.param('{outcome="failed"}[15m])) > 0', '{outcome="failed"}[15m])) > 1', id="one-failure-fires"),
+        pytest.param("(alert_router_inbox_failed_total[15m])) > 0", "(alert_router_inbox_failed_total[15m])) > 1",
+                     id="one-body-set-aside-fires"),
         pytest.param(") > 0.5\n", ") > 0.9\n", id="error-ratio-threshold"),
         pytest.param("alert_router_store_up == 0", "alert_router_store_up == 2", id="store-down"),
         pytest.param("(alert_router_deadman_firing) == 1", "(alert_router_deadman_firing) == 0", id="deadman"),

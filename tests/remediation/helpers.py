@@ -14,7 +14,7 @@ from typing import Any
 from alert_router.appkeys import Runtime
 from alert_router.config import Config
 from alert_router.remediation.runs import RunRecord
-from tests.helpers import fixture_json, running_app, settle, wait_for, write_config
+from tests.helpers import JSON_TYPE, fixture_json, running_app, settle, wait_for, write_config
 
 RESTART = """\
 name: restart
@@ -113,7 +113,7 @@ async def wait_run(rt: Runtime, status: str | set[str], *, runbook: str | None =
 
 async def post(client: Any, body: bytes) -> None:
     """POST a webhook body and require 200."""
-    r = await client.post("/webhook", data=body)
+    r = await client.post("/webhook", data=body, headers=JSON_TYPE)
     assert r.status == 200, await r.text()
 
 

@@ -18,7 +18,7 @@ import pytest
 from alert_router.config import load
 from alert_router.remediation.commands import open_for_reading
 from alert_router.remediation.runs import RunRecord
-from tests.helpers import read_jsonl, settle, wait_for
+from tests.helpers import JSON_TYPE, read_jsonl, settle, wait_for
 from tests.procs.alertmanager import free_port
 from tests.remediation.helpers import RESTART, alert_body, remediation_app, remediation_config, wait_run
 from tests.standins.kube import KubeApiStandin
@@ -99,7 +99,7 @@ async def _crash_and_restart(tmp_path: Path, kube: KubeApiStandin, serve: Any, s
     url = f"http://127.0.0.1:{port}"
     await _ready(url)
     kube.delay = delay
-    async with aiohttp.ClientSession() as s, s.post(url + "/webhook", data=alert_body()) as r:
+    async with aiohttp.ClientSession() as s, s.post(url + "/webhook", data=alert_body(), headers=JSON_TYPE) as r:
         assert r.status == 200
     running = await _run_in_store(cfg, lambda r: r.status == "running" and _step_status(r, step_index) == "started")
     proc.send_signal(signal.SIGKILL)

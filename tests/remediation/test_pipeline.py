@@ -12,7 +12,7 @@ import pytest
 
 from alert_router.cli import main
 from alert_router.remediation.engine import NotAuthorized, RemediationEngine, RunNotPending
-from tests.helpers import read_jsonl, settle, wait_for
+from tests.helpers import JSON_TYPE, read_jsonl, settle, wait_for
 from tests.remediation.helpers import RESTART, alert_body, post, remediation_app, remediation_config, wait_run
 from tests.standins.kube import REMEDIATOR_RULES, KubeApiStandin
 
@@ -295,7 +295,7 @@ async def test_approval_granted_through_the_api(
 ) -> None:
     cfg, body = await _drift_pending(tmp_path, kube_standin, kube_kubeconfig, extra=AUTH)
     async with remediation_app(cfg) as (client, rt):
-        r = await client.post("/webhook", data=body, headers=BEARER)
+        r = await client.post("/webhook", data=body, headers={**BEARER, **JSON_TYPE})
         assert r.status == 200
         (pending,) = await wait_run(rt, "pending_approval")
         assert kube_standin.mutating_requests == []
