@@ -2,6 +2,7 @@
 
 Usage: .venv/bin/python bench/shipped.py [--seconds 10] [--connections 32] [--driver wrk|python]
                                          [--configs shipped,minimal] [--runbook-alerts 10000]
+                                         [--baseline /path/to/other/checkout]
 
 Everything runs on 127.0.0.1, each phase bounded in time, and stops by itself. ``wrk`` (Debian package
 ``wrk``; ``scripts/install-system-deps.sh --bench`` installs it) drives the bursts with a Lua script that
@@ -14,6 +15,9 @@ Servers, each fresh, measured in one run so that the ratios hold on a busy machi
 * ``minimal``: one rule, one file receiver, no runbooks (bench/common.py ``Service``), for comparison.
 * ``shipped``: the repository's ``alert-router.yaml`` with its rules and runbooks as they are: file and
   console receivers (slack, telegram and email switched off), remediation in dry run.
+* ``shipped (baseline)``, with ``--baseline PATH``: the same configuration served by the code of another
+  checkout (e.g. a worktree of ``main``), imported through ``PYTHONPATH`` in this virtualenv: before and after
+  in one run.
 
 Per alert-router server, one after the other:
 
@@ -253,6 +257,7 @@ async def main() -> None:
     ap.add_argument("--driver", choices=["wrk", "python"], default="wrk")
     ap.add_argument("--configs", default="shipped,minimal")
     ap.add_argument("--runbook-alerts", type=int, default=10_000)
+    ap.add_argument("--baseline", help="another checkout (e.g. a worktree of main): its shipped server goes first")
     args = ap.parse_args()
     configs = [c for c in args.configs.split(",") if c]
     tmp = Path(tempfile.mkdtemp(prefix="ar-bench-lua-"))
@@ -269,10 +274,14 @@ async def main() -> None:
             base.terminate()
             base.wait()
         rows.append(Row("bare aiohttp (parse JSON only)", bare))
-        for name in configs:
-            svc: Service = ShippedService() if name == "shipped" else Service()
+        servers = [(name, None) for name in configs]
+        if args.baseline:
+            servers.insert(0, ("shipped (baseline)", args.baseline))
+        for name, path in servers:
+            svc: Service = ShippedService(env={"PYTHONPATH": path or ""}) if name.startswith("shipped") else Service()
             out = svc.notifications if isinstance(svc, ShippedService) else svc.tmp / "data" / "out.jsonl"
-            rows.append(await measure_service(svc, name, args, out, tmp))
+            rows.append(await measure_service(svc, name.split()[0] + ("-base" if path else ""), args, out, tmp))
+            rows[-1].name = name
         storm = await runbook_storm(args.runbook_alerts) if "shipped" in configs and args.runbook_alerts else []
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

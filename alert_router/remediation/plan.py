@@ -12,13 +12,13 @@ item, not one per alert.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from alert_router import priority
 from alert_router.config import Config
-from alert_router.models import WebhookPayload
+from alert_router.models import Alert, WebhookPayload
 from alert_router.pipeline.route import route_labels
 from alert_router.store.base import NewOutboxItem, OutboxItem
 
@@ -29,9 +29,17 @@ _GROUP_FIELDS = ("group_key", "group_labels", "common_labels", "common_annotatio
 
 
 def runbook_items(
-    config: Config, payload: WebhookPayload, changed: frozenset[str], received_at: float
+    config: Config,
+    payload: WebhookPayload,
+    changed: frozenset[str],
+    received_at: float,
+    wire: Callable[[Alert], dict[str, Any]] | None = None,
 ) -> list[NewOutboxItem]:
-    """The ``runbook`` outbox items for the alerts of ``payload`` whose fingerprints are in ``changed``."""
+    """The ``runbook`` outbox items for the alerts of ``payload`` whose fingerprints are in ``changed``.
+
+    ``wire`` renders an alert for the payload (default :meth:`Alert.wire`); the ingest planner passes the one
+    that remembers what it already rendered for the notifications.
+    """
     if not config.settings.remediation.enabled or not config.runbooks:
         return []
     alerts = sorted(
@@ -44,10 +52,10 @@ def runbook_items(
         if not result.runbooks:
             continue
         receivers = [[r, rule] for r, rule in result.receivers]
-        wire = alert.wire()
+        wired = wire(alert) if wire is not None else alert.wire()
         for name, rule in result.runbooks:
             triggers.setdefault(name, []).append(
-                {"alert": wire, "status": alert.status, "rule": rule, "receivers": receivers}
+                {"alert": wired, "status": alert.status, "rule": rule, "receivers": receivers}
             )
             labels.setdefault(name, []).append(alert.labels)
     shared = {

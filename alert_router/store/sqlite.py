@@ -43,6 +43,7 @@ from alert_router.store.queues import (
     claimed,
     failed_inbox,
     outbox_row,
+    payload_text,
     sqlite,
 )
 from alert_router.store.sqlite_chat import SQLiteChatMixin
@@ -241,6 +242,12 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
             raise StoreUnavailable("store is not open")
         return await self._thread.call(fn)
 
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` (plain ``SELECT`` statements) on the store's thread, inside the open write group if any."""
+        if self._thread is None:
+            raise StoreUnavailable("store is not open")
+        return await self._thread.read(fn)
+
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` in a write transaction shared with the other writes waiting at that moment.
 
@@ -372,8 +379,8 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
                         state.starts_at,
                         state.ends_at,
                         o.group_key,
-                        json.dumps(o.labels),
-                        json.dumps(o.annotations),
+                        payload_text(o.labels),  # pydantic-core: a few times faster than json.dumps
+                        payload_text(o.annotations),
                         o.generator_url,
                         now,
                         now,
@@ -553,7 +560,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
                 )
             return found
 
-        return await self._run(get)
+        return await self._read(get)
 
     async def message_ref(self, dest: str, group_key: str) -> dict[str, Any] | None:
         """Look up the last message reference."""
@@ -564,7 +571,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
             ).fetchone()
             return json.loads(row[0]) if row else None
 
-        return await self._run(get)
+        return await self._read(get)
 
     # -- alerts -----------------------------------------------------------------------------------
 
@@ -575,7 +582,7 @@ class SQLiteStore(SQLiteRunsMixin, SQLiteChatMixin, SQLiteOpsMixin):
             row = conn.execute(f"{_ALERT_SELECT} WHERE fingerprint=?", (fingerprint,)).fetchone()
             return _alert(row) if row else None
 
-        return await self._run(get)
+        return await self._read(get)
 
     async def alerts(self, status: str | None = None) -> list[AlertRecord]:
         """Stored alerts, newest change first."""

@@ -60,6 +60,9 @@ class SQLiteChatMixin:
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:  # pragma: no cover - provided by the store
         raise NotImplementedError
 
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:  # pragma: no cover - provided by the store
+        raise NotImplementedError
+
     async def find_alerts(self, prefix: str, *, status: str | None = None, limit: int = 20) -> list[AlertRecord]:
         """Alerts whose fingerprint starts with ``prefix`` (a short id), most recently changed first."""
         from alert_router.store.sqlite import _ALERT_SELECT, _alert
@@ -96,7 +99,7 @@ class SQLiteChatMixin:
                 out.update({str(r[0]): str(r[1]) for r in rows})
             return out
 
-        return await self._run(get)
+        return await self._read(get)
 
     async def sent_notices(self, group_key: str) -> list[SentNotice]:
         """The latest notify item per receiver and message of ``group_key`` (escalation messages included)."""

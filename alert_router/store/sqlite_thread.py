@@ -4,8 +4,9 @@ The event loop only queues work and waits for its future. The thread drains the 
 appended rows (webhook bodies, which someone is waiting for) go first, in a commit of their own;
 then a slice of the other calls, in order (up to ``SLICE`` of them or ``SLICE_SECONDS``): reads one by
 one, and writes sharing one transaction (group commit: one savepoint each, so a failing write undoes
-only itself, and one fsync'd commit for all). Each round's outcomes go back in one
-``call_soon_threadsafe``, and the queue is looked at again.
+only itself, and one fsync'd commit for all); plain reads (:meth:`SQLiteThread.read`) join the open
+group instead of ending it, so a pipeline that reads between its writes still shares one fsync. Each
+round's outcomes go back in one ``call_soon_threadsafe``, and the queue is looked at again.
 
 What a commit costs here (measured with ``bench/ingest.py`` and py-spy, see the note on issue 2):
 each call into SQLite releases the GIL, and winning it back from a busy event loop takes longer than
@@ -85,6 +86,7 @@ class _Job:
     write: bool
     append: Append | None = None
     row: tuple[Any, ...] = ()
+    shared: bool = False  # a read that may run inside an open write group (plain SELECTs)
 
 
 def _unavailable(exc: BaseException) -> StoreUnavailable:
@@ -174,18 +176,30 @@ class SQLiteThread:
         write: bool,
         append: Append | None = None,
         row: tuple[Any, ...] = (),
+        shared: bool = False,
     ) -> asyncio.Future[Any]:
         if self._loop is None or not self.running:
             raise StoreUnavailable("store is not open")
         fut: asyncio.Future[Any] = self._loop.create_future()
         with self._cv:
-            self._jobs.append(_Job(fn, fut, write, append, row))
+            self._jobs.append(_Job(fn, fut, write, append, row, shared))
             self._cv.notify()
         return fut
 
     async def call(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``fn`` alone; an SQLite error rolls back what it began and becomes StoreUnavailable."""
         result: T = await self._submit(fn, write=False)
+        return result
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn``, plain ``SELECT`` statements only, wherever the queue is: inside the open write group if any.
+
+        Unlike :meth:`call`, a read queued behind writes does not end their group (a group commit fewer: the
+        delivery stage's reads between its writes used to cut the groups to a few writes each, one fsync per
+        handful). Inside a group it sees the writes queued before it, and its answer is handed over only once
+        that group committed; if the commit fails, so does the read.
+        """
+        result: T = await self._submit(fn, write=False, shared=True)
         return result
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -255,9 +269,10 @@ class SQLiteThread:
         """Run queued calls in order, at least one, until ``SLICE`` ran or ``SLICE_SECONDS`` passed.
 
         Writes share one transaction (a savepoint each: a failing write undoes only itself) committed at
-        the end; their callers learn the outcome only then. Reads run on their own, outside any write group
-        (some open a transaction of their own): a read that comes after writes ends the slice, so it runs
-        first in the next one and sees what the writes queued before it committed.
+        the end; their callers learn the outcome only then. Reads (:meth:`call`) run on their own, outside any
+        write group (some open a transaction of their own): a read that comes after writes ends the slice, so
+        it runs first in the next one and sees what the writes queued before it committed. Shared reads
+        (:meth:`read`) run inside the group like a write that changes nothing.
         """
         deadline = time.perf_counter() + SLICE_SECONDS
         reads: list[Outcome] = []
@@ -268,7 +283,7 @@ class SQLiteThread:
                 job = backlog.popleft()
                 taken.append(job)
                 assert job.fn is not None
-                if not job.write:
+                if not job.write and not (job.shared and conn.in_transaction):
                     if conn.in_transaction:  # reads run outside a write group (some open their own): next slice
                         backlog.appendleft(taken.pop())
                         break

@@ -343,11 +343,21 @@ async def test_sigkill_of_a_replica_mid_storm_loses_nothing(
 async def test_postgres_restart_during_traffic_503s_then_recovers(
     tmp_path: Path, throwaway_postgres: PostgresServer, observer: Any
 ) -> None:
+    """A PostgreSQL restart shorter than ``outcome_patience``: webhooks get 503 meanwhile, nothing is lost or doubled.
+
+    What is timed here is not left to the machine's load: the outage (stop, readiness seen failing, 2 s, start,
+    readiness back) is measured and must stay below ``outcome_patience`` (the guarantee's precondition, checked,
+    not assumed); the leases outlast the patience, so an outcome still being retried is never handed to another
+    replica; and ``dead_after`` is long enough that a replica reconnecting a few seconds after its peers (a busy
+    machine) is not taken for dead: this test is about the restart, failover has its own.
+    """
     dsn = await throwaway_postgres.acreate_database()
+    patience = 30.0
     extra = (
-        "ingest: {poll_interval: 0.2, lease: 15s}\n"
-        "delivery: {retry_for: 2s, attempt_timeout: 2s, lease: 15s}\n"
-        "postgres: {connect_timeout: 1s, outcome_patience: 12s}\n"
+        "ingest: {poll_interval: 0.2, lease: 60s}\n"
+        "delivery: {retry_for: 2s, attempt_timeout: 2s, lease: 60s}\n"
+        f"postgres: {{connect_timeout: 1s, outcome_patience: {patience:g}s}}\n"
+        "failover: {heartbeat: 1s, dead_after: 20s}\n"
     )
     n_bodies, per_body = 150, 3
     starts = iso(datetime.now(UTC))
@@ -359,8 +369,9 @@ async def test_postgres_restart_during_traffic_503s_then_recovers(
     expected = {(f"{i:06x}{j:02x}", "firing") for i in range(n_bodies) for j in range(per_body)}
     async with replicas(tmp_path, dsn, n=3, extra=extra) as svcs, aiohttp.ClientSession() as session:
         poster = Poster(svcs)
-        deadline = time.monotonic() + 45
+        deadline = time.monotonic() + 60
         ready_codes: list[int] = []
+        outage: list[float] = []
 
         async def traffic() -> None:
             async def one(i: int, data: bytes) -> None:
@@ -370,11 +381,13 @@ async def test_postgres_restart_during_traffic_503s_then_recovers(
             await asyncio.gather(*(one(i, d) for i, d in enumerate(bodies)))
 
         async def readyz() -> int:
-            async with session.get(svcs[1].url + "/readyz") as r:
+            # /readyz answers within 2 s by contract; a hung answer must not hold up the poll
+            async with session.get(svcs[1].url + "/readyz", timeout=aiohttp.ClientTimeout(total=5)) as r:
                 return r.status
 
         async def restart() -> None:
             await asyncio.sleep(1.5)
+            down = time.monotonic()
             await throwaway_postgres.astop("fast")
             await wait_for(lambda: _is(readyz(), 503), 10)
             ready_codes.append(503)
@@ -382,9 +395,11 @@ async def test_postgres_restart_during_traffic_503s_then_recovers(
             await throwaway_postgres.astart()
             await wait_for(lambda: _is(readyz(), 200), 15)
             ready_codes.append(200)
+            outage.append(time.monotonic() - down)
 
         await asyncio.gather(traffic(), restart())
         assert ready_codes == [503, 200]
+        assert outage[0] < patience, f"the outage lasted {outage[0]:.1f}s, beyond outcome_patience"
         assert poster.statuses[503] > 0, poster.statuses  # webhooks were refused while the database was down
         store = await observer(dsn)
         await delivered_all(svcs, expected, store)
@@ -392,13 +407,13 @@ async def test_postgres_restart_during_traffic_503s_then_recovers(
         await asyncio.sleep(1.0)
         counts = changes(out_files(svcs))
         dups = {k: n for k, n in counts.items() if n > 1}
-        assert not dups and set(counts) == expected, (len(dups), poster.statuses)  # nothing lost or duplicated
+        assert not dups and set(counts) == expected, (len(dups), poster.statuses, f"outage {outage[0]:.1f}s")
 
 
 async def _is(status: Any, want: int) -> bool:
     try:
         return bool(await status == want)
-    except aiohttp.ClientError:
+    except (aiohttp.ClientError, TimeoutError):
         return False
 
 

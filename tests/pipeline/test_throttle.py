@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -124,21 +123,25 @@ def test_too_long_a_wait_is_deferred_not_held() -> None:
     assert th.reserve(ch) == 0.0
 
 
-async def test_concurrent_acquires_in_real_time_stay_within_rate() -> None:
-    """Ten tasks at once through a 20/s bucket: spaced ≥ 50 ms, finishing after ≈ 0.45 s."""
-    th = Throttle({})
+async def test_concurrent_acquires_book_distinct_slots_at_the_rate() -> None:
+    """Ten tasks at once through a 20/s bucket (burst 1): each waits for a slot of its own, 50 ms after the last.
+
+    A fake clock that stands still while they wait: every task reserves at the same instant, so a bucket that
+    handed one slot to two tasks (or ignored earlier bookings) would show equal waits.
+    """
+    clock = Clock()
+    waits: list[float] = []
+
+    async def stand_still(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(0)  # let the other tasks reserve meanwhile
+
+    th = Throttle({}, clock=clock, sleep=stand_still)
     ch = FakeChannel(limit=RateLimit(20.0, 1.0))
-    stamps: list[float] = []
-
-    async def one() -> None:
-        await th.acquire(ch)
-        stamps.append(time.monotonic())
-
-    start = time.monotonic()
-    await asyncio.gather(*(one() for _ in range(10)))
-    stamps.sort()
-    assert all(b - a >= 0.045 for a, b in itertools.pairwise(stamps))
-    assert stamps[-1] - start >= 0.44
+    waited = await asyncio.gather(*(th.acquire(ch) for _ in range(10)))
+    assert sorted(waited) == pytest.approx([i * 0.05 for i in range(10)])
+    assert sorted(waits) == pytest.approx([i * 0.05 for i in range(1, 10)])  # the first went at once
+    assert th.reserve(ch) == pytest.approx(0.5)  # the next free slot is after all ten
 
 
 def item(i: int, n: Notification, dest: str = "slack") -> OutboxItem:

@@ -205,3 +205,58 @@ async def test_a_read_queued_after_writes_runs_outside_their_transaction(db: SQL
     assert await asyncio.gather(*writes) == [1, 1, 1]
     assert await read == 3  # it sees the writes queued before it, committed
     assert await later == 1
+
+
+async def test_a_shared_read_runs_inside_the_write_group_it_is_queued_in(db: SQLiteThread) -> None:
+    """A plain read between writes does not split their group: one transaction, one commit, for all of them."""
+    blocker, gate = await hold(db)
+    seen: list[bool] = []
+
+    def count(conn: sqlite3.Connection) -> int:
+        seen.append(conn.in_transaction)
+        return int(conn.execute("SELECT count(*) FROM w").fetchone()[0])
+
+    first = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO w VALUES (1)").rowcount))
+    read = asyncio.ensure_future(db.read(count))
+    second = asyncio.ensure_future(db.write(lambda c: (seen.append(c.in_transaction), c.total_changes)[1]))
+    await asyncio.sleep(0)
+    gate.set()
+    await blocker
+    changes_before = await first
+    assert await read == 1  # it sees the write queued before it
+    assert seen == [True, True]  # the read and the write after it ran in the open group
+    assert await second >= changes_before  # the same connection, no commit in between to reset anything
+
+
+async def test_a_shared_read_fails_when_its_group_does_not_commit(db: SQLiteThread) -> None:
+    """Its answer reflected writes that never became durable: it is not handed over."""
+    blocker, gate = await hold(db)
+
+    real_slice = db._slice
+
+    def failing_slice(conn: sqlite3.Connection, backlog: object) -> list[object]:
+        original = conn.execute
+
+        class Conn:
+            def __getattr__(self, name: str) -> object:
+                return getattr(conn, name)
+
+            def execute(self, sql: str, *args: object) -> object:
+                if sql == "COMMIT":
+                    raise sqlite3.OperationalError("disk I/O error")
+                return original(sql, *args)
+
+        return real_slice(Conn(), backlog)  # type: ignore[arg-type]
+
+    write = asyncio.ensure_future(db.write(lambda c: c.execute("INSERT INTO w VALUES (1)").rowcount))
+    read = asyncio.ensure_future(db.read(lambda c: int(c.execute("SELECT count(*) FROM w").fetchone()[0])))
+    db._slice = failing_slice  # type: ignore[method-assign]
+    await asyncio.sleep(0)
+    gate.set()
+    assert await blocker is True  # its own slice committed before the swap took effect
+    with pytest.raises(StoreUnavailable):
+        await write
+    with pytest.raises(StoreUnavailable, match="disk I/O error"):
+        await read
+    db._slice = real_slice  # type: ignore[method-assign]
+    assert await db.call(lambda c: c.execute("SELECT count(*) FROM w").fetchone()[0]) == 0
