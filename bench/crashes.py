@@ -23,7 +23,8 @@ seed, e.g. ``git worktree add --detach ../base a0250a2``) and per store (SQLite,
 * duplicates: groups with more than one top-level message;
 * FIRING after resolve: messages that still say FIRING once every group has resolved;
 * resolves lost: groups none of whose messages says RESOLVED;
-* alerts lost: accepted firing alerts whose id never appeared in any message.
+* alerts lost: accepted firing alerts whose id never appeared in any message;
+* history lookups: ``conversations.history`` requests (a re-claimed delivery looking for its earlier message).
 
 PostgreSQL: ``$PGDSN`` (an admin DSN that may create databases), else 127.0.0.1:5432 if it answers; a new
 database per run, dropped at the end. Each run is bounded by ``--timeout`` seconds; everything stops by itself.
@@ -181,11 +182,12 @@ class Outcome:
     stale_firing: int
     resolves_lost: int
     alerts_lost: int
+    lookups: int
     seconds: float
 
     def cells(self) -> list[object]:
         return [self.name, self.kills, self.alerts_sent, self.messages, self.duplicates, self.stale_firing,
-                self.resolves_lost, self.alerts_lost, self.seconds]
+                self.resolves_lost, self.alerts_lost, self.lookups, self.seconds]
 
 
 async def post_until_accepted(session: aiohttp.ClientSession, replicas: list[Replica], body: bytes,
@@ -296,6 +298,7 @@ def judge(name: str, slack: SlackStandin, firing: list[tuple[bytes, list[str]]],
         stale_firing=sum(1 for texts in by_group.values() for t in texts if "FIRING" in t),
         resolves_lost=sum(1 for g in range(len(firing)) if not any("RESOLVED" in t for t in by_group.get(g, []))),
         alerts_lost=sum(1 for i in all_ids if i not in seen),
+        lookups=sum(1 for req in slack.requests if req.method == "conversations.history"),
         seconds=seconds,
     )
 
@@ -346,11 +349,11 @@ async def main() -> None:
     print()
     print(table(HEADERS, [r.cells() for r in rows]))
     print("\nmessages: top-level Slack messages; dup groups: groups with more than one; FIRING after resolve: "
-          "messages still saying FIRING once every group resolved")
+          "messages still saying FIRING once every group resolved; history lookups: conversations.history requests")
 
 
 HEADERS = ["run", "kills", "alerts sent", "messages", "dup groups", "FIRING after resolve", "resolves lost",
-           "alerts lost", "seconds"]
+           "alerts lost", "history lookups", "seconds"]
 
 
 if __name__ == "__main__":
