@@ -39,7 +39,6 @@ import os
 import random
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -52,6 +51,7 @@ from aiohttp import web
 from common import ROOT, free_port, table
 
 sys.path.insert(0, str(ROOT))
+from tests.e2e.service import ServiceProcess
 from tests.procs.postgres import acreate_database, adrop_database, database_of, find_shared_server
 from tests.standins.slack import SlackStandin
 
@@ -77,72 +77,31 @@ class SlowSlack(SlackStandin):
         return response
 
 
-class Replica:
-    """``python -m alert_router serve`` from a given code tree, with its own config file and port."""
+def replica(code: Path, tmp: Path, index: int, slack_url: str, store: str | None) -> ServiceProcess:
+    """``python -m alert_router serve`` from the code tree ``code``, with its own config file and port.
 
-    def __init__(self, code: Path, tmp: Path, index: int, slack_url: str, store: str | None) -> None:
-        self.code = code
-        self.port = free_port()
-        self.log = tmp / f"replica-{index}.log"
-        self.config = tmp / f"alert-router-{index}.yaml"
-        store_lines = f"store: {store}\npostgres: {{pool_max: 5}}\n" if store else ""
-        self.config.write_text(
-            f"listen: 127.0.0.1:{self.port}\ndata_dir: {tmp / f'data-{index}' if store else tmp / 'data'}\n"
-            f"auth: {{bearer_token: {TOKEN}}}\nlog: {{level: warning}}\n{store_lines}"
-            "ingest: {poll_interval: 0.2}\n"
-            "delivery: {workers: 16, storm: {threshold: 0}}\n"
-            "receivers:\n"
-            "  - name: slack\n"
-            "    rate_limit: {rate: 50, burst: 10}\n"
-            f"    slack: {{token: {SLACK_TOKEN}, channel: {CHANNEL}, api_url: '{slack_url}', timeout: 5}}\n"
-            f"rules: {tmp / 'rules'}\nrunbooks: {tmp / 'runbooks'}\n"
-        )
-        self.proc: subprocess.Popen[bytes] | None = None
+    ``PYTHONSAFEPATH`` keeps the working directory off ``sys.path``, so ``PYTHONPATH`` decides which tree runs.
+    """
+    port = free_port()
+    config = tmp / f"alert-router-{index}.yaml"
+    store_lines = f"store: {store}\npostgres: {{pool_max: 5}}\n" if store else ""
+    config.write_text(
+        f"listen: 127.0.0.1:{port}\ndata_dir: {tmp / f'data-{index}' if store else tmp / 'data'}\n"
+        f"auth: {{bearer_token: {TOKEN}}}\nlog: {{level: warning}}\n{store_lines}"
+        "ingest: {poll_interval: 0.2}\n"
+        "delivery: {workers: 16, storm: {threshold: 0}}\n"
+        "receivers:\n"
+        "  - name: slack\n"
+        "    rate_limit: {rate: 50, burst: 10}\n"
+        f"    slack: {{token: {SLACK_TOKEN}, channel: {CHANNEL}, api_url: '{slack_url}', timeout: 5}}\n"
+        f"rules: {tmp / 'rules'}\nrunbooks: {tmp / 'runbooks'}\n"
+    )
+    return ServiceProcess(config, port, env={"PYTHONPATH": str(code), "PYTHONSAFEPATH": "1"})
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, timeout: float = 30.0) -> None:
-        """Start and wait for ``/readyz``."""
-        env = {**os.environ, "PYTHONPATH": str(self.code)}
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "alert_router", "serve", "--config", str(self.config)],
-                cwd=self.code, env=env, stdout=log, stderr=log,
-            )
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as s:
-            while True:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"service exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
-                try:
-                    async with s.get(self.url + "/readyz") as r:
-                        if r.status == 200:
-                            return
-                except aiohttp.ClientError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"service not ready: {self.log.read_text()[-2000:]}")
-                await asyncio.sleep(0.05)
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def alive(svc: ServiceProcess) -> bool:
+    """Whether the process is running (a killed one is restarted by the killer)."""
+    return svc.proc is not None and svc.proc.poll() is None
 
 
 def webhook(group: int, per_group: int, status: str) -> tuple[bytes, list[str]]:
@@ -190,11 +149,11 @@ class Outcome:
                 self.resolves_lost, self.alerts_lost, self.lookups, self.seconds]
 
 
-async def post_until_accepted(session: aiohttp.ClientSession, replicas: list[Replica], body: bytes,
+async def post_until_accepted(session: aiohttp.ClientSession, replicas: list[ServiceProcess], body: bytes,
                               rng: random.Random, deadline: float) -> None:
     """POST to a live replica until one answers 2xx (a killed one refuses the connection)."""
     while time.monotonic() < deadline:
-        live = [r for r in replicas if r.alive()] or replicas
+        live = [r for r in replicas if alive(r)] or replicas
         target = rng.choice(live)
         try:
             async with session.post(target.url + "/webhook", data=body,
@@ -208,7 +167,7 @@ async def post_until_accepted(session: aiohttp.ClientSession, replicas: list[Rep
     raise RuntimeError("a webhook was not accepted before the deadline")
 
 
-async def queues_empty(session: aiohttp.ClientSession, replica: Replica) -> bool:
+async def queues_empty(session: aiohttp.ClientSession, replica: ServiceProcess) -> bool:
     try:
         async with session.get(replica.url + "/metrics") as r:
             text = await r.text()
@@ -227,7 +186,7 @@ async def scenario(name: str, code: Path, store: str | None, replicas_n: int, ar
     started = time.monotonic()
     deadline = started + args.timeout
     async with SlowSlack(args.latency, random.Random(args.seed + 1)) as slack:
-        replicas = [Replica(code, tmp, k, slack.base_url, store) for k in range(replicas_n)]
+        replicas = [replica(code, tmp, k, slack.base_url, store) for k in range(replicas_n)]
         try:
             for r in replicas:  # one after the other: the first applies the migrations
                 await r.start()
