@@ -176,7 +176,7 @@ def start_chat(rt: Runtime, deliverer: Any, *, clock: Clock | None = None) -> Ch
     log.info(
         "chat commands",
         slack=service.slack is not None,
-        telegram=service.settings.telegram.mode if service.telegram is not None else None,
+        telegram=service.settings.telegram.mode if service.telegram is not None else False,
         escalating_rules=sorted(service.escalator.policies),
         alertmanager_api=service.alertmanager.url or None,
     )
