@@ -243,7 +243,8 @@ async def test_button_round_trip_through_the_slack_standin(
         r = await client.post("/slack/interactions", data=body, headers=slack_headers(body))
         assert r.status == 200 and time.monotonic() - started < 3
 
-        await wait_for(lambda: message.edits >= 1, timeout=10)
+        # the edit and the thread reply are two calls: wait for both
+        await wait_for(lambda: message.edits >= 1 and len(slack_standin.messages["C0ALERTS"]) == 2, timeout=10)
         assert "acked by rita" in json.dumps(message.blocks)
         update = [q for q in slack_standin.requests if q.method == "chat.update"][-1]
         assert update.params["ts"] == message.ts and update.params["channel"] == "C0ALERTS"

@@ -143,7 +143,8 @@ async def test_button_round_trip_through_the_telegram_standin(
         answer = telegram_standin.callback_answers[-1]
         assert answer.callback_query_id == press["callback_query"]["id"]
         assert not answer.show_alert and answer.text and answer.text.startswith(f"rita acked {SHORT}")
-        await wait_for(lambda: page.edits >= 1, timeout=10)
+        # the edit and the reply are two calls: wait for both
+        await wait_for(lambda: page.edits >= 1 and len(telegram_standin.messages[GROUP]) == 2, timeout=10)
         assert "acked by rita" in page.text
         page_, reply = telegram_standin.messages[GROUP]  # the page was edited; the ack replied to it
         assert page_ is page and reply.reply_to == page.message_id
